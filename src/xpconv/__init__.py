@@ -1,0 +1,31 @@
+"""xpconv: convolution forward pass and its input, kernel and bias gradients, without autograd.
+
+Written once against the Python array API standard: the same calls work on NumPy arrays, torch
+tensors (CPU or CUDA), CuPy arrays and any other conforming library, and return arrays of the
+inputs' library on the inputs' device.
+
+>>> import numpy as np, xpconv
+>>> x = np.ones((2, 3, 5, 5)); kernel = np.ones((4, 3, 3, 3))
+>>> z = xpconv.conv2d(x, kernel, padding="same")
+>>> dx, dkernel, dbias = xpconv.conv2d_backward(np.ones_like(z), x, kernel, padding="same")
+>>> z.shape, dx.shape, dkernel.shape, dbias.shape
+((2, 4, 5, 5), (2, 3, 5, 5), (4, 3, 3, 3), (4,))
+"""
+
+from ._api import conv2d, conv2d_backward, conv2d_input_grad, conv2d_weight_grad
+from ._blocks import dilate, pad, rotate180, windows
+from ._geometry import resolve_padding
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward",
+    "conv2d_input_grad",
+    "conv2d_weight_grad",
+    "dilate",
+    "pad",
+    "resolve_padding",
+    "rotate180",
+    "windows",
+]

@@ -1,0 +1,97 @@
+"""Everything that differs per array library lives in this file.
+
+- :func:`window_view`: the sliding-window view of the trailing axes. NumPy and CuPy get a zero-copy
+  ``as_strided`` view, torch gets ``Tensor.unfold`` (also a view); any other library that follows the
+  array API standard gets a copy built from strided slices and ``stack``.
+- :func:`add_into`: ``buffer[index] += values`` on a buffer xpconv allocated itself, functional on
+  libraries whose arrays are immutable (JAX).
+
+Backends are recognised through ``array_api_compat``'s ``is_*_namespace`` helpers, which look at
+already-imported modules only; nothing here imports a library the caller did not.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+from array_api_compat import (
+    is_cupy_namespace,
+    is_jax_namespace,
+    is_numpy_namespace,
+    is_torch_namespace,
+)
+
+Array = Any
+Namespace = Any
+
+__all__ = ["add_into", "window_view"]
+
+
+def window_view(
+    x: Array,
+    xp: Namespace,
+    window: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    out: Sequence[int],
+) -> Array:
+    """Windows over the last ``len(window)`` axes: shape ``(*lead, *out, *window)``.
+
+    ``result[..., o_1, .., o_n, k_1, .., k_n] == x[..., o_1*s_1 + k_1*d_1, .., o_n*s_n + k_n*d_n]``.
+    The caller guarantees ``out[i] == (x.shape[-n+i] - d*(k-1) - 1) // s + 1 >= 1``.
+    The result may share memory with ``x`` and must never be written to.
+    """
+    if is_numpy_namespace(xp):
+        import numpy
+
+        return _strided(x, window, stride, dilation, out, numpy.lib.stride_tricks.as_strided, writeable=False)
+    if is_cupy_namespace(xp):
+        import cupy
+
+        return _strided(x, window, stride, dilation, out, cupy.lib.stride_tricks.as_strided)
+    if is_torch_namespace(xp):
+        return _unfolded(x, window, stride, dilation)
+    return _sliced(x, xp, window, stride, dilation, out)
+
+
+def _strided(x: Array, window, stride, dilation, out, as_strided, **kwargs: Any) -> Array:
+    n = len(window)
+    lead = x.ndim - n
+    axis_strides = x.strides[lead:]
+    strides = (
+        *x.strides[:lead],
+        *(st * s for st, s in zip(axis_strides, stride)),
+        *(st * d for st, d in zip(axis_strides, dilation)),
+    )
+    return as_strided(x, shape=(*x.shape[:lead], *out, *window), strides=strides, **kwargs)
+
+
+def _unfolded(x: Array, window, stride, dilation) -> Array:
+    n = len(window)
+    lead = x.ndim - n
+    for axis, (k, s, d) in enumerate(zip(window, stride, dilation)):
+        # Each unfold appends its window axis last, so the window axes end up in spatial order.
+        x = x.unfold(lead + axis, d * (k - 1) + 1, s)
+    if any(d > 1 for d in dilation):
+        x = x[(..., *(slice(None, None, d) for d in dilation))]
+    return x
+
+
+def _sliced(x: Array, xp: Namespace, window, stride, dilation, out) -> Array:
+    n = len(window)
+    lead_shape = tuple(x.shape[: x.ndim - n])
+    taps = []
+    for offsets in itertools.product(*(range(k) for k in window)):
+        index = tuple(slice(k * d, k * d + s * (o - 1) + 1, s) for k, s, d, o in zip(offsets, stride, dilation, out))
+        taps.append(x[(..., *index)])
+    return xp.reshape(xp.stack(taps, axis=-1), (*lead_shape, *out, *window))
+
+
+def add_into(buffer: Array, xp: Namespace, index: tuple, values: Array) -> Array:
+    """``buffer[index] += values`` and return the buffer; ``buffer`` must be xpconv's own."""
+    if is_jax_namespace(xp):
+        return buffer.at[index].add(values)
+    buffer[index] = buffer[index] + values
+    return buffer

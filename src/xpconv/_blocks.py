@@ -1,0 +1,157 @@
+"""The tutorial's building blocks, written once against the array API standard.
+
+Public: :func:`dilate`, :func:`pad`, :func:`rotate180`, :func:`windows`. Each validates its arguments
+and calls a private twin (``_dilate`` ...) that the convolution code uses directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from array_api_compat import array_namespace
+from array_api_compat import device as device_of
+
+from ._backends import window_view
+from ._geometry import normalize_pads, normalize_positive_ints
+
+Array = Any
+Namespace = Any
+
+__all__ = ["dilate", "pad", "rotate180", "windows"]
+
+
+def _namespace(x: Array, name: str) -> Namespace:
+    try:
+        return array_namespace(x)
+    except TypeError as error:
+        raise TypeError(f"{name} must be an array of an array API library, got {type(x).__name__}") from error
+
+
+def _trailing_axes(value: int | Sequence[int], x: Array, name: str) -> tuple[int, ...]:
+    """An int applies to the last two axes (the spatial axes of an image), a tuple to as many as it has."""
+    ndim = len(value) if isinstance(value, Sequence) else min(2, x.ndim)
+    if ndim > x.ndim:
+        raise ValueError(f"{name} has {ndim} entries but the array has only {x.ndim} axes (shape {tuple(x.shape)})")
+    return normalize_positive_ints(value, name, ndim)
+
+
+def dilate(x: Array, rate: int | Sequence[int]) -> Array:
+    """Insert ``rate - 1`` zeros between neighbouring elements along the trailing axes.
+
+    ``rate`` is an int (applied to the last two axes) or a tuple with one rate per trailing axis.
+    An axis of size ``n`` becomes ``(n - 1) * rate + 1`` long.
+
+    >>> import numpy as np
+    >>> dilate(np.array([[1, 2, 3], [4, 5, 6]]), (2, 3))
+    array([[1, 0, 0, 2, 0, 0, 3],
+           [0, 0, 0, 0, 0, 0, 0],
+           [4, 0, 0, 5, 0, 0, 6]])
+    """
+    xp = _namespace(x, "x")
+    return _dilate(x, xp, _trailing_axes(rate, x, "rate"))
+
+
+def _dilate(x: Array, xp: Namespace, rates: Sequence[int]) -> Array:
+    first = x.ndim - len(rates)
+    for axis, rate in enumerate(rates, start=first):
+        n = x.shape[axis]
+        if rate == 1 or n <= 1:
+            continue
+        # (..., n, rest) -> (..., n, rate, rest) with zeros after each element -> (..., n * rate, rest),
+        # then drop the zeros after the last element.
+        column = xp.expand_dims(x, axis=axis + 1)
+        interleaved = xp.concat([column, _zeros_along(column, xp, axis + 1, rate - 1)], axis=axis + 1)
+        merged = xp.reshape(interleaved, (*x.shape[:axis], n * rate, *x.shape[axis + 1 :]))
+        x = merged[(slice(None),) * axis + (slice(0, (n - 1) * rate + 1), ...)]
+    return x
+
+
+def pad(x: Array, pads: Sequence[Sequence[int]]) -> Array:
+    """Zero-pad the trailing ``len(pads)`` axes; ``pads = ((before, after), ...)``.
+
+    >>> import numpy as np
+    >>> pad(np.ones((2, 2), dtype=int), ((1, 0), (0, 2)))
+    array([[0, 0, 0, 0],
+           [1, 1, 0, 0],
+           [1, 1, 0, 0]])
+    """
+    xp = _namespace(x, "x")
+    pads_t = normalize_pads(pads, "pads")
+    if len(pads_t) > x.ndim:
+        raise ValueError(f"pads has {len(pads_t)} pairs but x has only {x.ndim} axes (shape {tuple(x.shape)})")
+    return _pad_or_crop(x, xp, pads_t)
+
+
+def _pad_or_crop(x: Array, xp: Namespace, pads: Sequence[tuple[int, int]]) -> Array:
+    """Zero-pad the trailing axes; a negative amount crops that many elements instead."""
+    first = x.ndim - len(pads)
+    crop = tuple(slice(max(0, -before), x.shape[first + i] - max(0, -after)) for i, (before, after) in enumerate(pads))
+    if any(before < 0 or after < 0 for before, after in pads):
+        x = x[(..., *crop)]
+    for axis, (before, after) in enumerate(pads, start=first):
+        if before <= 0 and after <= 0:
+            continue
+        pieces = [x]
+        if before > 0:
+            pieces.insert(0, _zeros_along(x, xp, axis, before))
+        if after > 0:
+            pieces.append(_zeros_along(x, xp, axis, after))
+        x = xp.concat(pieces, axis=axis)
+    return x
+
+
+def _zeros_along(x: Array, xp: Namespace, axis: int, size: int) -> Array:
+    shape = (*x.shape[:axis], size, *x.shape[axis + 1 :])
+    return xp.zeros(shape, dtype=x.dtype, device=device_of(x))
+
+
+def rotate180(kernel: Array) -> Array:
+    """The kernel turned by 180 degrees in its last two axes (both axes reversed).
+
+    >>> import numpy as np
+    >>> rotate180(np.arange(1, 10).reshape(3, 3))
+    array([[9, 8, 7],
+           [6, 5, 4],
+           [3, 2, 1]])
+    """
+    xp = _namespace(kernel, "kernel")
+    if kernel.ndim < 2:
+        raise ValueError(f"kernel must have at least 2 axes, got shape {tuple(kernel.shape)}")
+    return xp.flip(kernel, axis=(-2, -1))
+
+
+def windows(
+    x: Array,
+    window: int | Sequence[int],
+    stride: int | Sequence[int] = 1,
+    dilation: int | Sequence[int] = 1,
+) -> Array:
+    """Sliding windows over the trailing axes, shape ``(..., *out, *window)``.
+
+    ``window`` is an int (a square window over the last two axes) or one size per trailing axis;
+    ``stride`` and ``dilation`` an int or one value per windowed axis. Element
+    ``[..., i, j, a, b]`` is ``x[..., i*s_h + a*d_h, j*s_w + b*d_w]``. On NumPy, CuPy and torch the
+    result is a read-only view sharing memory with ``x``; elsewhere a copy.
+
+    >>> import numpy as np
+    >>> w = windows(np.arange(16).reshape(4, 4), 2, stride=2)
+    >>> w.shape
+    (2, 2, 2, 2)
+    >>> w[1, 0]
+    array([[ 8,  9],
+           [12, 13]])
+    """
+    xp = _namespace(x, "x")
+    window_t = _trailing_axes(window, x, "window")
+    ndim = len(window_t)
+    stride_t = normalize_positive_ints(stride, "stride", ndim)
+    dilation_t = normalize_positive_ints(dilation, "dilation", ndim)
+    sizes = tuple(x.shape[x.ndim - ndim :])
+    spans = tuple(d * (k - 1) + 1 for k, d in zip(window_t, dilation_t))
+    if any(span > size for span, size in zip(spans, sizes)):
+        raise ValueError(
+            f"window {window_t} with dilation {dilation_t} spans {spans}, larger than the trailing axes {sizes} of x"
+        )
+    out = tuple((size - span) // s + 1 for size, span, s in zip(sizes, spans, stride_t))
+    return window_view(x, xp, window_t, stride_t, dilation_t, out)

@@ -1,0 +1,202 @@
+"""Windowed contractions: the three matrix products every convolution pass reduces to.
+
+With ``W`` the window view ``(N, C, *out, *k)`` of a padded input (see ``_backends.window_view``),
+every pass of a convolution is one batched matrix product, grouped by ``groups``:
+
+- :func:`correlate`            ``z[n, f, o]  = sum_{c,k} W[n, c, o, k] * K[f, c, k]``  (forward, stride-1 dX)
+- :func:`contract_weights`     ``dK[f, c, k] = sum_{n,o} dz[n, f, o] * W[n, c, o, k]`` (dK)
+- :func:`scatter_windows`      ``dX[n, c, o*s + k*d] += cols[n, c, k, o]``               (col2im, strided dX)
+
+The window view is copied into a contiguous column matrix so that BLAS (or cuBLAS) does the work.
+That copy is the extra memory; it is made for a slice of the batch at a time so that it stays under
+a workspace limit (keyword ``workspace_bytes``, environment variable ``XPCONV_WORKSPACE_BYTES``,
+default 256 MiB). A single sample larger than the limit is still processed, alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from array_api_compat import device as device_of
+
+from ._backends import add_into, window_view
+
+Array = Any
+Namespace = Any
+
+DEFAULT_WORKSPACE_BYTES = 256 * 2**20
+WORKSPACE_ENV = "XPCONV_WORKSPACE_BYTES"
+
+__all__ = [
+    "DEFAULT_WORKSPACE_BYTES",
+    "WORKSPACE_ENV",
+    "contract_weights",
+    "correlate",
+    "resolve_workspace",
+    "scatter_windows",
+]
+
+
+def resolve_workspace(workspace_bytes: int | None) -> int:
+    """The workspace limit in bytes: the keyword, else ``$XPCONV_WORKSPACE_BYTES``, else 256 MiB."""
+    if workspace_bytes is None:
+        text = os.environ.get(WORKSPACE_ENV)
+        if not text:
+            return DEFAULT_WORKSPACE_BYTES
+        try:
+            workspace_bytes = int(text)
+        except ValueError:
+            raise ValueError(f"{WORKSPACE_ENV} must be a positive integer number of bytes, got {text!r}") from None
+    if isinstance(workspace_bytes, bool) or not isinstance(workspace_bytes, int) or workspace_bytes < 1:
+        raise ValueError(f"workspace_bytes must be a positive int, got {workspace_bytes!r}")
+    return workspace_bytes
+
+
+def _itemsize(xp: Namespace, dtype: Any) -> int:
+    info = xp.finfo(dtype) if xp.isdtype(dtype, ("real floating", "complex floating")) else xp.iinfo(dtype)
+    return info.bits // 8
+
+
+def _rows_per_chunk(batch: int, bytes_per_sample: int, workspace: int) -> int:
+    return max(1, min(batch, workspace // max(1, bytes_per_sample)))
+
+
+def _chunks(batch: int, rows: int) -> list[slice]:
+    if batch <= rows:
+        return [slice(None)]
+    return [slice(start, min(start + rows, batch)) for start in range(0, batch, rows)]
+
+
+def _spatial_axes(first: int, count: int) -> tuple[int, ...]:
+    return tuple(range(first, first + count))
+
+
+def correlate(
+    x: Array,
+    kernel: Array,
+    xp: Namespace,
+    *,
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    out: Sequence[int],
+    workspace: int,
+) -> Array:
+    """Grouped correlation of an (already padded) ``x`` ``(N, C, *size)`` with ``kernel`` ``(F, C // groups, *k)``.
+
+    Returns ``(N, F, *out)``. No padding is applied here.
+    """
+    batch, channels = x.shape[:2]
+    filters, ksize = kernel.shape[0], tuple(kernel.shape[2:])
+    ndim = len(ksize)
+    per_group = channels // groups * math.prod(ksize)
+    weights = xp.reshape(kernel, (groups, filters // groups, per_group))
+    # (n, C, *out, *k) -> (n, C, *k, *out): each group's columns are then one (per_group, prod(out)) matrix.
+    to_columns = (0, 1, *_spatial_axes(2 + ndim, ndim), *_spatial_axes(2, ndim))
+
+    def chunk(x_part: Array) -> Array:
+        rows = x_part.shape[0]
+        view = window_view(x_part, xp, ksize, stride, dilation, out)
+        columns = xp.reshape(xp.permute_dims(view, to_columns), (rows, groups, per_group, math.prod(out)))
+        return xp.reshape(xp.matmul(weights, columns), (rows, filters, *out))
+
+    sample_bytes = channels * math.prod(ksize) * math.prod(out) * _itemsize(xp, x.dtype)
+    parts = [chunk(x[i, ...]) for i in _chunks(batch, _rows_per_chunk(batch, sample_bytes, workspace))]
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+
+
+def contract_weights(
+    dz: Array,
+    x: Array,
+    xp: Namespace,
+    *,
+    window: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    out: Sequence[int],
+    workspace: int,
+    swap_roles: bool = False,
+) -> Array:
+    """``dK[f, c, k] = sum_{n, o} dz[n, f, o] * W[n, c, o, k]`` for the windows ``W`` of the padded ``x``.
+
+    ``dz`` is ``(N, F, *out)``; the windows of ``x`` are of size ``window`` at ``stride`` and
+    ``dilation``, and there are ``out`` of them per axis. With ``swap_roles`` the roles of the
+    window positions and the window elements swap (``W[n, c, k, o]``), which is how the tutorial's
+    method correlates the input with the dilated ``dz``. Returns ``(F, C // groups, *k)``.
+    """
+    batch, channels = x.shape[:2]
+    filters = dz.shape[1]
+    ndim = len(window)
+    kernel_size = tuple(out) if swap_roles else tuple(window)
+    positions = tuple(window) if swap_roles else tuple(out)
+    position_axes = _spatial_axes(2 + ndim, ndim) if swap_roles else _spatial_axes(2, ndim)
+    kernel_axes = _spatial_axes(2, ndim) if swap_roles else _spatial_axes(2 + ndim, ndim)
+    per_group = channels // groups * math.prod(kernel_size)
+    # columns (C, *k, n, *positions): each group's block is one (per_group, n * prod(positions)) matrix.
+    to_columns = (1, *kernel_axes, 0, *position_axes)
+    dz_to_rows = (1, 0, *_spatial_axes(2, ndim))
+
+    def chunk(dz_part: Array, x_part: Array) -> Array:
+        rows = x_part.shape[0]
+        view = window_view(x_part, xp, window, stride, dilation, out)
+        columns = xp.reshape(xp.permute_dims(view, to_columns), (groups, per_group, rows * math.prod(positions)))
+        grads = xp.reshape(xp.permute_dims(dz_part, dz_to_rows), (groups, filters // groups, -1))
+        return xp.matmul(grads, xp.matrix_transpose(columns))
+
+    sample_bytes = channels * math.prod(window) * math.prod(out) * _itemsize(xp, x.dtype)
+    total = None
+    for part in _chunks(batch, _rows_per_chunk(batch, sample_bytes, workspace)):
+        partial = chunk(dz[part, ...], x[part, ...])
+        total = partial if total is None else total + partial
+    return xp.reshape(total, (filters, channels // groups, *kernel_size))
+
+
+def scatter_windows(
+    dz: Array,
+    kernel: Array,
+    xp: Namespace,
+    *,
+    padded_size: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    crop: Sequence[slice],
+    workspace: int,
+) -> Array:
+    """Input gradient by col2im: ``cols = K^T dz``, then each kernel tap adds its columns back.
+
+    ``dz`` is ``(N, F, *out)``, ``kernel`` ``(F, C // groups, *k)``. The gradient of the padded input,
+    ``(N, C, *padded_size)``, is built in a fresh buffer per batch chunk and ``crop`` (one slice per
+    spatial axis) cuts the padding away. Nothing is multiplied by an inserted zero.
+    """
+    batch, filters = dz.shape[:2]
+    out = tuple(dz.shape[2:])
+    channels_per_group, ksize = kernel.shape[1], tuple(kernel.shape[2:])
+    channels = channels_per_group * groups
+    per_group = channels_per_group * math.prod(ksize)
+    weights_t = xp.matrix_transpose(xp.reshape(kernel, (groups, filters // groups, per_group)))
+
+    def chunk(dz_part: Array) -> Array:
+        rows = dz_part.shape[0]
+        grads = xp.reshape(dz_part, (rows, groups, filters // groups, math.prod(out)))
+        columns = xp.reshape(xp.matmul(weights_t, grads), (rows, channels, *ksize, *out))
+        padded = xp.zeros((rows, channels, *padded_size), dtype=dz.dtype, device=device_of(dz))
+        for offsets in itertools.product(*(range(k) for k in ksize)):
+            target = tuple(
+                slice(k * d, k * d + s * (o - 1) + 1, s) for k, s, d, o in zip(offsets, stride, dilation, out)
+            )
+            padded = add_into(
+                padded, xp, (slice(None), slice(None), *target), columns[(slice(None), slice(None), *offsets, ...)]
+            )
+        return padded[(slice(None), slice(None), *crop)]
+
+    sample_bytes = (channels * math.prod(ksize) * math.prod(out) + channels * math.prod(padded_size)) * _itemsize(
+        xp, dz.dtype
+    )
+    parts = [chunk(dz[i, ...]) for i in _chunks(batch, _rows_per_chunk(batch, sample_bytes, workspace))]
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)

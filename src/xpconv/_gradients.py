@@ -1,0 +1,153 @@
+"""Forward pass and the three gradients of a convolution, for a validated :class:`ConvGeometry`.
+
+This is where dX, dK and db are computed. Two families of algorithms:
+
+``method="dilate"`` (the tutorial's)
+    dX: ``dz`` dilated by the stride, zero-padded, correlated at stride 1 with the kernel rotated
+    180 degrees; the input padding is cut away. dK: the padded input correlated at stride 1 with
+    the dilated ``dz``. Every zero inserted by the dilation is multiplied, so a stride ``s``
+    costs ``s_h * s_w`` times the necessary work, and a non-finite input element spreads into
+    gradient entries it does not influence (it meets an inserted zero: ``inf * 0 = nan``).
+
+``method="direct"``
+    dK: the stride-``s`` windows of the padded input contracted with ``dz`` itself. dX: col2im,
+    ``K^T dz`` followed by one strided add per kernel tap. No inserted zero is multiplied.
+
+``method="auto"`` (the default) is ``direct`` except for dX at stride 1, where the tutorial's
+correlation inserts no zeros and is a single matrix product.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._blocks import _dilate, _pad_or_crop
+from ._contract import contract_weights, correlate, scatter_windows
+from ._geometry import ConvGeometry
+
+Array = Any
+Namespace = Any
+
+METHODS = ("auto", "direct", "dilate")
+BIAS_MODES = ("tied", "untied", None)
+
+__all__ = ["BIAS_MODES", "METHODS", "bias_grad", "forward", "input_grad", "weight_grad"]
+
+
+def _spatial_axes(geometry: ConvGeometry) -> tuple[int, ...]:
+    return tuple(range(2, 2 + geometry.ndim))
+
+
+def forward(
+    x: Array, kernel: Array, bias: Array | None, xp: Namespace, geometry: ConvGeometry, workspace: int
+) -> Array:
+    """``z = correlate(pad(x), kernel) + bias``."""
+    z = correlate(
+        _pad_or_crop(x, xp, geometry.pads),
+        kernel,
+        xp,
+        stride=geometry.stride,
+        dilation=geometry.dilation,
+        groups=geometry.groups,
+        out=geometry.output_size,
+        workspace=workspace,
+    )
+    if bias is None:
+        return z
+    if bias.ndim == 1:
+        bias = xp.reshape(bias, (geometry.out_channels,) + (1,) * geometry.ndim)
+    return z + bias
+
+
+def input_grad(dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, method: str, workspace: int) -> Array:
+    """dX, shape ``geometry.input_shape``."""
+    stride_one = all(s == 1 for s in geometry.stride)
+    if method == "dilate" or (method == "auto" and stride_one):
+        return _input_grad_by_correlation(dz, kernel, xp, geometry, workspace)
+    crop = tuple(slice(before, before + n) for (before, _), n in zip(geometry.pads, geometry.input_size))
+    return scatter_windows(
+        dz,
+        kernel,
+        xp,
+        padded_size=geometry.padded_size,
+        stride=geometry.stride,
+        dilation=geometry.dilation,
+        groups=geometry.groups,
+        crop=crop,
+        workspace=workspace,
+    )
+
+
+def _input_grad_by_correlation(
+    dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, workspace: int
+) -> Array:
+    """The tutorial's dX: dilate dz by the stride, pad, correlate with the rotated kernel, cut the padding.
+
+    A full correlation needs ``d * (k - 1)`` zeros before the dilated ``dz`` and ``d * (k - 1) + tail``
+    after it (``tail``: padded rows no forward window reached). Cutting the input padding away before
+    the correlation instead of after it gives the same numbers without computing the padded rows; a
+    negative amount below crops.
+    """
+    dilated = _dilate(dz, xp, geometry.stride)
+    reach = tuple(d * (k - 1) for k, d in zip(geometry.kernel_size, geometry.dilation))
+    pads = tuple(
+        (r - before, r + tail - after) for r, tail, (before, after) in zip(reach, geometry.tail, geometry.pads)
+    )
+    extended = _pad_or_crop(dilated, xp, pads)
+    groups, filters, channels = geometry.groups, geometry.out_channels, geometry.in_channels
+    rotated = xp.flip(kernel, axis=_spatial_axes(geometry))
+    # Each group's (F/g, C/g) block is transposed: dX correlates dz's filters into x's channels.
+    per_group = xp.reshape(rotated, (groups, filters // groups, channels // groups, *geometry.kernel_size))
+    transposed = xp.permute_dims(per_group, (0, 2, 1, *range(3, 3 + geometry.ndim)))
+    swapped = xp.reshape(transposed, (channels, filters // groups, *geometry.kernel_size))
+    return correlate(
+        extended,
+        swapped,
+        xp,
+        stride=(1,) * geometry.ndim,
+        dilation=geometry.dilation,
+        groups=groups,
+        out=geometry.input_size,
+        workspace=workspace,
+    )
+
+
+def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, method: str, workspace: int) -> Array:
+    """dK, shape ``geometry.kernel_shape``."""
+    padded = _pad_or_crop(x, xp, geometry.pads)
+    if method != "dilate":
+        return contract_weights(
+            dz,
+            padded,
+            xp,
+            window=geometry.kernel_size,
+            stride=geometry.stride,
+            dilation=geometry.dilation,
+            groups=geometry.groups,
+            out=geometry.output_size,
+            workspace=workspace,
+        )
+    # The tutorial's dK: windows of the size of the dilated dz, one per kernel tap (taps are
+    # `dilation` apart), correlated with the dilated dz. The `tail` rows never meet dz.
+    dilated = _dilate(dz, xp, geometry.stride)
+    reached = tuple(slice(0, p - t) for p, t in zip(geometry.padded_size, geometry.tail))
+    return contract_weights(
+        dilated,
+        padded[(..., *reached)],
+        xp,
+        window=tuple(dilated.shape[2:]),
+        stride=geometry.dilation,
+        dilation=(1,) * geometry.ndim,
+        groups=geometry.groups,
+        out=geometry.kernel_size,
+        workspace=workspace,
+        swap_roles=True,
+    )
+
+
+def bias_grad(dz: Array, xp: Namespace, geometry: ConvGeometry, mode: str | None) -> Array | None:
+    """db: dz summed over the batch, and over the positions too when the bias is tied."""
+    if mode is None:
+        return None
+    axes = (0, *_spatial_axes(geometry)) if mode == "tied" else (0,)
+    return xp.sum(dz, axis=axes, dtype=dz.dtype)
