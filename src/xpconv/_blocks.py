@@ -84,19 +84,30 @@ def pad(x: Array, pads: Sequence[Sequence[int]]) -> Array:
 
 
 def _pad_or_crop(x: Array, xp: Namespace, pads: Sequence[tuple[int, int]]) -> Array:
-    """Zero-pad the trailing axes; a negative amount crops that many elements instead."""
+    """Zero-pad the trailing axes; a negative amount crops instead (past the far end, too).
+
+    Along an axis of size ``n`` the result is the range ``[-before, n + after)`` of ``x``
+    extended with zeros on both sides; it has ``n + before + after`` elements (>= 0 required).
+    """
     first = x.ndim - len(pads)
-    crop = tuple(slice(max(0, -before), x.shape[first + i] - max(0, -after)) for i, (before, after) in enumerate(pads))
-    if any(before < 0 or after < 0 for before, after in pads):
-        x = x[(..., *crop)]
+    windows = []
     for axis, (before, after) in enumerate(pads, start=first):
-        if before <= 0 and after <= 0:
+        n = x.shape[axis]
+        start, stop = -before, n + after
+        low, high = min(max(start, 0), n), min(max(stop, 0), n)
+        high = max(high, low)
+        zeros_before = min(max(-start, 0), stop - start)
+        windows.append((low, high, zeros_before, stop - start - zeros_before - (high - low)))
+    if any((low, high) != (0, x.shape[first + i]) for i, (low, high, _, _) in enumerate(windows)):
+        x = x[(..., *(slice(low, high) for low, high, _, _ in windows))]
+    for axis, (_, _, zeros_before, zeros_after) in enumerate(windows, start=first):
+        if zeros_before == 0 and zeros_after == 0:
             continue
         pieces = [x]
-        if before > 0:
-            pieces.insert(0, _zeros_along(x, xp, axis, before))
-        if after > 0:
-            pieces.append(_zeros_along(x, xp, axis, after))
+        if zeros_before > 0:
+            pieces.insert(0, _zeros_along(x, xp, axis, zeros_before))
+        if zeros_after > 0:
+            pieces.append(_zeros_along(x, xp, axis, zeros_after))
         x = xp.concat(pieces, axis=axis)
     return x
 

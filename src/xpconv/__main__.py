@@ -1,0 +1,30 @@
+"""Command line: ``python -m xpconv check``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xpconv", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser(
+        "check",
+        help="compare forward and gradients with torch autograd (or finite differences) on every installed backend",
+    )
+    check.add_argument("--cases", type=int, default=24, help="random geometries besides the tutorial's (default 24)")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--batch", type=int, default=8, help="batch size of the tutorial's example (it used 256)")
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        from ._check import run_check
+
+        failures = run_check(random_count=args.cases, seed=args.seed, batch=args.batch)
+        print("check passed" if failures == 0 else f"check FAILED: {failures} mismatching cases")
+        return 0 if failures == 0 else 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

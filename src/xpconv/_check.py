@@ -1,0 +1,233 @@
+"""``python -m xpconv check``: xpconv against an independent reference on every installed backend.
+
+The reference is torch autograd in float64 where torch is installed. Without torch it is a plain
+NumPy loop over kernel taps for the forward pass and central finite differences of
+``L = sum(z * dz)`` along random directions for the gradients (``L`` is linear in each argument,
+so the differences are exact up to rounding).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _api
+from ._geometry import ConvGeometry, conv_geometry
+
+TOLERANCE = 1e-9
+METHODS = ("auto", "dilate")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    input_shape: tuple[int, int, int, int]
+    kernel_shape: tuple[int, int, int, int]
+    params: dict
+
+    def geometry(self) -> ConvGeometry:
+        return conv_geometry(self.input_shape, self.kernel_shape, ndim=2, **self.params)
+
+
+def tutorial_case(batch: int = 8) -> Case:
+    """The tutorial's example (X 256x1x36x47, K 2x1x5x8, stride (7, 4), 'same'), with a smaller batch."""
+    return Case("tutorial", (batch, 1, 36, 47), (2, 1, 5, 8), {"stride": (7, 4), "padding": "same"})
+
+
+def random_cases(count: int, rng: np.random.Generator) -> list[Case]:
+    cases = []
+    while len(cases) < count:
+        groups = int(rng.choice([1, 1, 2, 3]))
+        channels, filters = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+        ksize = tuple(int(k) for k in rng.integers(1, 6, 2))
+        stride = tuple(int(s) for s in rng.integers(1, 5, 2))
+        dilation = tuple(int(d) for d in rng.integers(1, 4, 2))
+        padding_forms = ["valid", "same", int(rng.integers(0, 4)), tuple(int(p) for p in rng.integers(0, 4, 2))]
+        padding = padding_forms[int(rng.integers(0, len(padding_forms)))]
+        size = tuple(int(d * (k - 1) + 1 + rng.integers(0, 9)) for k, d in zip(ksize, dilation))
+        case = Case(
+            f"random{len(cases)}",
+            (int(rng.integers(1, 4)), channels, *size),
+            (filters, channels // groups, *ksize),
+            {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups},
+        )
+        cases.append(case)
+    return cases
+
+
+def loop_forward(x: np.ndarray, kernel: np.ndarray, geometry: ConvGeometry) -> np.ndarray:
+    """The definition of the forward pass, one kernel tap and one group at a time (no window view)."""
+    (top, bottom), (left, right) = geometry.pads
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    out_h, out_w = geometry.output_size
+    (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
+    groups, cg, fg = geometry.groups, geometry.in_channels // geometry.groups, geometry.out_channels // geometry.groups
+    z = np.zeros(geometry.output_shape, dtype=np.result_type(x, kernel))
+    for g in range(groups):
+        for i in range(geometry.kernel_size[0]):
+            for j in range(geometry.kernel_size[1]):
+                tap = padded[:, g * cg : (g + 1) * cg, i * dh : i * dh + sh * (out_h - 1) + 1 : sh][
+                    ..., j * dw : j * dw + sw * (out_w - 1) + 1 : sw
+                ]
+                z[:, g * fg : (g + 1) * fg] += np.einsum("nchw,fc->nfhw", tap, kernel[g * fg : (g + 1) * fg, :, i, j])
+    return z
+
+
+def _relative(actual: np.ndarray, expected: np.ndarray) -> float:
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-300)
+    return float(np.max(np.abs(actual - expected), initial=0.0)) / scale
+
+
+@dataclass
+class Reference:
+    z: np.ndarray
+    check_gradients: Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+def torch_reference(x, kernel, bias, dz, geometry: ConvGeometry, torch: Any) -> Reference:
+    import torch.nn.functional as F
+
+    xt, kt, bt = (torch.tensor(a, requires_grad=True) for a in (x, kernel, bias))
+    (top, bottom), (left, right) = geometry.pads
+    z = F.conv2d(
+        F.pad(xt, (left, right, top, bottom)),
+        kt,
+        bt,
+        stride=geometry.stride,
+        dilation=geometry.dilation,
+        groups=geometry.groups,
+    )
+    z.backward(torch.tensor(dz))
+    expected = (xt.grad.numpy(), kt.grad.numpy(), bt.grad.numpy())
+
+    def check(*grads: np.ndarray) -> float:
+        return max(_relative(g, e) for g, e in zip(grads, expected))
+
+    return Reference(z.detach().numpy(), check)
+
+
+def finite_difference_reference(x, kernel, bias, dz, geometry: ConvGeometry, rng: np.random.Generator) -> Reference:
+    def loss(x_, kernel_, bias_):
+        return float(np.sum((loop_forward(x_, kernel_, geometry) + bias_[:, None, None]) * dz))
+
+    def check(dx: np.ndarray, dkernel: np.ndarray, dbias: np.ndarray) -> float:
+        worst = 0.0
+        for _ in range(3):
+            directions = [rng.standard_normal(a.shape) for a in (x, kernel, bias)]
+            for slot, (direction, grad) in enumerate(zip(directions, (dx, dkernel, dbias))):
+                plus = [x, kernel, bias]
+                minus = [x, kernel, bias]
+                plus[slot] = plus[slot] + direction
+                minus[slot] = minus[slot] - direction
+                difference = (loss(*plus) - loss(*minus)) / 2
+                analytic = float(np.sum(grad * direction))
+                scale = float(np.linalg.norm(grad) * np.linalg.norm(direction)) + 1e-300
+                worst = max(worst, abs(difference - analytic) / scale)
+        return worst
+
+    return Reference(loop_forward(x, kernel, geometry) + bias[:, None, None], check)
+
+
+@dataclass
+class Target:
+    backend: str
+    device: str
+    asarray: Callable[[np.ndarray], Any]
+    to_numpy: Callable[[Any], np.ndarray]
+
+
+def _import(name: str) -> Any | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def available_targets() -> list[Target]:
+    targets = [Target("numpy", "cpu", np.asarray, np.asarray)]
+    torch = _import("torch")
+    if torch is not None:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        for device in devices:
+            targets.append(
+                Target("torch", device, lambda a, d=device: torch.asarray(a, device=d), lambda t: t.cpu().numpy())
+            )
+    cupy = _import("cupy")
+    if cupy is not None:
+        try:
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                targets.append(Target("cupy", "cuda", cupy.asarray, cupy.asnumpy))
+        except Exception:  # no driver or no device: CuPy is installed but unusable here
+            pass
+    strict = _import("array_api_strict")
+    if strict is not None:
+        targets.append(Target("array_api_strict", "cpu", strict.asarray, lambda a: np.asarray(np.from_dlpack(a))))
+    return targets
+
+
+def run_check(random_count: int = 24, seed: int = 0, batch: int = 8, print_fn: Callable[[str], None] = print) -> int:
+    """Run every case on every backend; print the table; return the number of failed cases."""
+    rng = np.random.default_rng(seed)
+    cases = [tutorial_case(batch), *random_cases(random_count, rng)]
+    torch = _import("torch")
+    reference_name = "torch autograd (float64)" if torch is not None else "loop forward + central finite differences"
+    print_fn(f"xpconv check: {len(cases)} cases (the tutorial's example geometry + {random_count} random ones)")
+    print_fn(f"reference: {reference_name}; methods: {', '.join(METHODS)}; dtype float64; tolerance {TOLERANCE:g}")
+    prepared = []
+    for case in cases:
+        geometry = case.geometry()
+        x = rng.standard_normal(geometry.input_shape)
+        kernel = rng.standard_normal(geometry.kernel_shape)
+        bias = rng.standard_normal(geometry.out_channels)
+        dz = rng.standard_normal(geometry.output_shape)
+        if torch is not None:
+            reference = torch_reference(x, kernel, bias, dz, geometry, torch)
+        else:
+            reference = finite_difference_reference(x, kernel, bias, dz, geometry, rng)
+        prepared.append((case, x, kernel, bias, dz, reference))
+
+    rows, failures = [], 0
+    for target in available_targets():
+        start, worst, failed = time.perf_counter(), 0.0, 0
+        for case, x, kernel, bias, dz, reference in prepared:
+            X, K, B, DZ = (target.asarray(a) for a in (x, kernel, bias, dz))
+            errors = [_relative(target.to_numpy(_api.conv2d(X, K, B, **case.params)), reference.z)]
+            for method in METHODS:
+                grads = _api.conv2d_backward(DZ, X, K, method=method, **case.params)
+                errors.append(reference.check_gradients(*(target.to_numpy(g) for g in grads)))
+            error = max(errors)
+            worst = max(worst, error)
+            if not error <= TOLERANCE:
+                failed += 1
+                print_fn(f"MISMATCH {target.backend}/{target.device} {case.name}: relative error {error:.3g}")
+        failures += failed
+        status = "ok" if failed == 0 else f"{failed} FAILED"
+        rows.append(
+            (
+                target.backend,
+                target.device,
+                str(len(prepared)),
+                f"{worst:.2e}",
+                f"{time.perf_counter() - start:.2f}",
+                status,
+            )
+        )
+    _print_table(("backend", "device", "cases", "max rel. error", "seconds", "result"), rows, print_fn)
+    return failures
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], print_fn: Callable[[str], None]) -> None:
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    line = lambda r: "  ".join(cell.ljust(w) for cell, w in zip(r, widths))  # noqa: E731
+    print_fn(line(header))
+    print_fn(line(tuple("-" * w for w in widths)))
+    for row in rows:
+        print_fn(line(row))
+
+
+__all__ = ["loop_forward", "run_check"]

@@ -1,0 +1,128 @@
+"""Every public convolution function against torch autograd in float64, on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import Backend, to_numpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reference import explicit_pads, torch_reference
+
+import xpconv
+
+pytest.importorskip("torch", reason="torch autograd is the reference")
+
+TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
+METHODS = ("auto", "direct", "dilate")
+
+# (N, C, H, W, F, kernel, stride, padding, dilation, groups)
+CASES = [
+    (2, 3, 7, 7, 4, (3, 3), 1, "valid", 1, 1),
+    (2, 3, 7, 7, 4, (3, 3), 1, "same", 1, 1),
+    (2, 2, 9, 8, 3, (3, 2), (2, 3), "same", (1, 2), 1),
+    (1, 1, 36, 47, 2, (5, 8), (7, 4), "same", 1, 1),  # the tutorial's geometry, smaller batch
+    (2, 4, 8, 8, 6, (3, 3), 2, 1, 1, 2),
+    (2, 4, 8, 8, 4, (3, 3), 1, 1, 1, 4),  # depthwise
+    (2, 4, 9, 9, 8, (3, 3), 2, (1, 0), 2, 4),  # depthwise, channel multiplier 2
+    (3, 2, 6, 6, 5, (1, 1), 1, 0, 1, 1),  # pointwise
+    (2, 2, 10, 10, 3, (1, 1), 3, "valid", 1, 1),  # 1x1 kernel, stride larger than the kernel
+    (2, 3, 11, 11, 2, (2, 2), 4, "valid", 1, 1),  # stride > kernel: untouched input rows
+    (1, 2, 12, 13, 2, (3, 3), (4, 3), ((0, 2), (1, 0)), (2, 1), 1),
+    (2, 2, 5, 5, 2, (5, 5), 1, "valid", 1, 1),  # kernel the size of the input
+    (2, 2, 4, 4, 2, (3, 3), 2, 3, 1, 1),  # padding larger than the kernel reach
+    (1, 6, 9, 7, 6, (2, 3), (3, 2), "same", (3, 2), 3),
+]
+# (padded size - dilated kernel) mod stride = 0, 1, 2, 3 on both axes at stride 4
+CASES += [(2, 2, 3 + 4 * 2 + r, 3 + 4 + r, 3, (3, 3), 4, "valid", 1, 1) for r in range(4)]
+
+
+def assert_close(actual, expected, tol: float, what: str) -> None:
+    actual, expected = to_numpy(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
+    error = float(np.max(np.abs(actual - expected), initial=0.0)) / scale
+    assert error <= tol, f"{what}: relative error {error:.3g} > {tol:g}"
+
+
+def check_case(backend: Backend, case, dtype: str, seed: int) -> None:
+    n, c, h, w, f, ksize, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    kernel = rng.standard_normal((f, c // groups, *ksize)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    pads = explicit_pads(padding, (h, w), ksize, pair(stride), pair(dilation))
+    out = [
+        (size + before + after - d * (k - 1) - 1) // s + 1
+        for size, (before, after), k, s, d in zip((h, w), pads, ksize, pair(stride), pair(dilation))
+    ]
+    untied = rng.standard_normal((f, *out)).astype(dtype)
+    dz = rng.standard_normal((n, f, *out)).astype(dtype)
+    ref = torch_reference(x, kernel, dz, stride=stride, pads=pads, dilation=dilation, groups=groups)
+    tol = TOLERANCE[dtype]
+    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    X, K, B, U, DZ = (backend.asarray(a) for a in (x, kernel, bias, untied, dz))
+
+    z = xpconv.conv2d(X, K, B, **geometry)
+    assert type(z) is type(X) and z.dtype == X.dtype
+    assert_close(z, ref.z + bias[:, None, None], tol, "z (tied bias)")
+    assert_close(xpconv.conv2d(X, K, U, **geometry), ref.z + untied, tol, "z (untied bias)")
+    assert_close(xpconv.conv2d(X, K, **geometry), ref.z, tol, "z (no bias)")
+
+    for method in METHODS:
+        dx, dk, db = xpconv.conv2d_backward(DZ, X, K, method=method, **geometry)
+        assert type(dx) is type(X) and dx.dtype == X.dtype
+        assert_close(dx, ref.dx, tol, f"dx ({method})")
+        assert_close(dk, ref.dkernel, tol, f"dkernel ({method})")
+        assert_close(db, ref.dbias_tied, tol, f"dbias ({method})")
+    _, _, db_untied = xpconv.conv2d_backward(DZ, X, K, bias="untied", **geometry)
+    assert_close(db_untied, ref.dbias_untied, tol, "dbias untied")
+    assert xpconv.conv2d_backward(DZ, X, K, bias=None, **geometry)[2] is None
+    assert_close(xpconv.conv2d_input_grad(DZ, K, x.shape, **geometry), ref.dx, tol, "conv2d_input_grad")
+    assert_close(xpconv.conv2d_weight_grad(DZ, X, kernel.shape, **geometry), ref.dkernel, tol, "conv2d_weight_grad")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
+def test_table(backend: Backend, case, dtype: str) -> None:
+    check_case(backend, case, dtype, seed=CASES.index(case))
+
+
+@st.composite
+def geometries(draw):
+    kind = draw(st.sampled_from(["dense", "grouped", "depthwise"]))
+    if kind == "depthwise":
+        groups = draw(st.integers(1, 4))
+        c, f = groups, groups * draw(st.integers(1, 2))
+    else:
+        groups = 1 if kind == "dense" else draw(st.integers(2, 3))
+        c, f = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    ksize = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(
+        st.one_of(
+            st.sampled_from(["valid", "same"]),
+            st.integers(0, 3),
+            st.tuples(st.integers(0, 3), st.integers(0, 3)),
+            st.tuples(*[st.tuples(st.integers(0, 3), st.integers(0, 3))] * 2),
+        )
+    )
+    size = []
+    for axis in range(2):
+        span = dilation[axis] * (ksize[axis] - 1) + 1
+        pads = explicit_pads(padding, (1, 1), ksize, stride, dilation)[axis] if padding != "same" else (0, 0)
+        smallest = max(1, span - sum(pads))
+        # residue of (padded - span) mod stride drawn explicitly, so every remainder occurs
+        size.append(smallest + draw(st.integers(0, 3)) * stride[axis] + draw(st.integers(0, stride[axis] - 1)))
+    n = draw(st.integers(1, 3))
+    stride_arg = stride if stride[0] != stride[1] else stride[0]
+    return (n, c, *size, f, ksize, stride_arg, padding, dilation, groups)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the backend fixture is stateless
+@given(case=geometries(), seed=st.integers(0, 2**32 - 1))
+def test_drawn_geometries(backend: Backend, case, dtype: str, seed: int) -> None:
+    check_case(backend, case, dtype, seed)
