@@ -63,7 +63,7 @@ def _dtypes(arrays: dict[str, Array]) -> str:
 
 
 def _check_method(method: str) -> None:
-    if method not in _gradients.METHODS:
+    if not (isinstance(method, str) and method in _gradients.METHODS):
         raise ValueError(f"method must be one of {_gradients.METHODS}, got {method!r}")
 
 
@@ -167,7 +167,7 @@ def conv2d_backward(
     (array([[ 8., 12.],
            [20., 24.]]), array([4.]))
     """
-    if bias not in _gradients.BIAS_MODES:
+    if not (bias is None or (isinstance(bias, str) and bias in _gradients.BIAS_MODES)):
         raise ValueError(f"bias must be 'tied', 'untied' or None, got {bias!r}")
     _check_method(method)
     xp, (dz, x, kernel) = _prepare(dz=dz, x=x, kernel=kernel)

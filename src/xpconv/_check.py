@@ -18,9 +18,9 @@ import numpy as np
 
 from . import _api
 from ._geometry import ConvGeometry, conv_geometry
+from ._gradients import METHODS
 
 TOLERANCE = 1e-9
-METHODS = ("auto", "dilate")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,99 @@
+"""Bad input gets a ValueError or TypeError that names the argument and what came."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpconv
+
+x = np.ones((2, 4, 8, 8))
+kernel = np.ones((6, 2, 3, 3))  # used with groups=2
+dz = np.ones((2, 6, 6, 6))
+
+
+def conv(**kwargs):
+    arguments = {"x": x, "kernel": kernel, "bias": None, "groups": 2} | kwargs
+    return xpconv.conv2d(arguments.pop("x"), arguments.pop("kernel"), arguments.pop("bias"), **arguments)
+
+
+def backward(**kwargs):
+    arguments = {"dz": dz, "x": x, "kernel": kernel, "groups": 2} | kwargs
+    return xpconv.conv2d_backward(arguments.pop("dz"), arguments.pop("x"), arguments.pop("kernel"), **arguments)
+
+
+CASES = {
+    "x ndim": (lambda: conv(x=np.ones((4, 8, 8))), ValueError, r"x must be 4-D .* got 3-D"),
+    "kernel ndim": (lambda: conv(kernel=np.ones((6, 2, 3))), ValueError, r"kernel must be 4-D"),
+    "bias ndim": (lambda: conv(bias=np.ones((6, 1))), ValueError, r"bias must have shape \(6,\)"),
+    "bias length": (lambda: conv(bias=np.ones(5)), ValueError, r"bias must have shape .* got \(5,\)"),
+    "untied bias shape": (lambda: conv(bias=np.ones((6, 5, 6))), ValueError, r"\(6, 6, 6\) \(untied\)"),
+    "dz ndim": (lambda: backward(dz=np.ones((6, 6, 6))), ValueError, r"dz must have the forward output's shape"),
+    "dz shape": (lambda: backward(dz=np.ones((2, 6, 5, 6))), ValueError, r"dz .* \(2, 6, 6, 6\).* got \(2, 6, 5, 6\)"),
+    "channel mismatch": (lambda: conv(kernel=np.ones((6, 3, 3, 3))), ValueError, r"kernel must have C // groups"),
+    "kernel too large": (lambda: conv(kernel=np.ones((6, 2, 9, 3))), ValueError, r"dilated kernel .* larger"),
+    "dilated kernel too large": (lambda: conv(dilation=4), ValueError, r"extent 9 .* dilation 4"),
+    "kernel too large after padding": (
+        lambda: conv(kernel=np.ones((6, 2, 11, 3)), padding=1),
+        ValueError,
+        r"larger than the padded input \(10",
+    ),
+    "zero stride": (lambda: conv(stride=0), ValueError, r"stride must be positive"),
+    "negative stride": (lambda: conv(stride=(1, -2)), ValueError, r"stride must be positive"),
+    "float stride": (lambda: conv(stride=1.5), TypeError, r"stride must be an int, got float"),
+    "bool stride": (lambda: conv(stride=True), TypeError, r"stride must be an int, got the bool"),
+    "stride length": (lambda: conv(stride=(1, 1, 1)), ValueError, r"stride must be an int or a sequence of 2"),
+    "zero dilation": (lambda: conv(dilation=(0, 1)), ValueError, r"dilation must be positive"),
+    "float dilation": (lambda: conv(dilation=(1, 2.0)), TypeError, r"dilation must be an int"),
+    "negative padding": (lambda: conv(padding=-1), ValueError, r"padding must be non-negative"),
+    "negative explicit padding": (lambda: conv(padding=((0, -1), (0, 0))), ValueError, r"padding must be non-neg"),
+    "unknown padding word": (lambda: conv(padding="full"), ValueError, r"padding .* got the word 'full'"),
+    "padding length": (lambda: conv(padding=(1, 1, 1)), ValueError, r"padding must have one entry per spatial axis"),
+    "padding pair length": (lambda: conv(padding=((1, 1, 1), (0, 0))), ValueError, r"padding must hold"),
+    "float padding": (lambda: conv(padding=1.0), TypeError, r"padding must be an int"),
+    "groups not dividing C": (lambda: conv(groups=3, kernel=np.ones((6, 1, 3, 3))), ValueError, r"groups must divide"),
+    "groups not dividing F": (lambda: conv(kernel=np.ones((5, 2, 3, 3))), ValueError, r"groups must divide the 5"),
+    "zero groups": (lambda: conv(groups=0), ValueError, r"groups must be positive"),
+    "unknown bias mode": (lambda: backward(bias="shared"), ValueError, r"bias must be 'tied', 'untied' or None"),
+    "unknown method": (lambda: backward(method="fft"), ValueError, r"method must be one of"),
+    "list input": (lambda: conv(x=x.tolist()), TypeError, r"x must be an array"),
+    "bool input": (lambda: conv(x=x > 0, kernel=kernel > 0), TypeError, r"real floating or integer dtype"),
+    "complex input": (lambda: conv(x=x + 0j), TypeError, r"real floating or integer dtype"),
+    "input_shape length": (
+        lambda: xpconv.conv2d_input_grad(dz, kernel, (2, 4, 8), groups=2),
+        ValueError,
+        r"input_shape must be a sequence of 4 ints",
+    ),
+    "kernel_shape contents": (
+        lambda: xpconv.conv2d_weight_grad(dz, x, (6, 2, 3, "3"), groups=2),
+        ValueError,
+        r"kernel_shape must hold non-negative ints",
+    ),
+    "workspace": (lambda: conv(workspace_bytes=0), ValueError, r"workspace_bytes must be a positive int"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name: str) -> None:
+    call, error, pattern = CASES[name]
+    with pytest.raises(error, match=pattern):
+        call()
+
+
+def test_arrays_of_two_libraries() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"one array library.*x: numpy.ndarray.*kernel: torch.Tensor"):
+        xpconv.conv2d(x, torch.ones(6, 2, 3, 3), groups=2)
+
+
+def test_arrays_on_two_devices() -> None:
+    torch = pytest.importorskip("torch")
+    # The meta device exists on every torch build, so no GPU is needed to mix devices.
+    with pytest.raises(ValueError, match=r"one device: x is on cpu, kernel on meta"):
+        xpconv.conv2d(torch.ones(2, 4, 8, 8), torch.ones(6, 2, 3, 3, device="meta"), groups=2)
+
+
+def test_workspace_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XPCONV_WORKSPACE_BYTES", "lots")
+    with pytest.raises(ValueError, match="XPCONV_WORKSPACE_BYTES must be a positive integer"):
+        conv()
