@@ -87,6 +87,12 @@ def _make_backend(name: str) -> Backend:
     raise ValueError(name)
 
 
+def _selected(name: str) -> bool:
+    """``XPCONV_TEST_BACKENDS=numpy,torch`` limits the run to those backends (nox sets it per session)."""
+    chosen = os.environ.get("XPCONV_TEST_BACKENDS")
+    return not chosen or name in chosen.split(",")
+
+
 def _backend_params() -> list:
     params = [pytest.param("numpy", id="numpy")]
     for name, module in (("torch", "torch"), ("array_api_strict", "array_api_strict")):
@@ -96,7 +102,7 @@ def _backend_params() -> list:
         reason = probe()
         marks = [pytest.mark.gpu] + ([pytest.mark.skip(reason=reason)] if reason else [])
         params.append(pytest.param(name, id=name, marks=marks))
-    return params
+    return [p for p in params if _selected(p.values[0])]
 
 
 BACKEND_PARAMS = _backend_params()

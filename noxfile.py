@@ -1,0 +1,56 @@
+"""nox sessions: one per array backend, a GPU session, and lint.
+
+torch is pinned to 2.13.0 on CPU sessions: that wheel is on the project's machines, and an
+unpinned torch downloads a multi-GB CUDA build.
+"""
+
+import nox
+
+nox.options.sessions = ["numpy", "torch", "strict", "lint"]
+TORCH_CPU = "torch==2.13.0"
+
+
+def _tests(session: nox.Session, backends: str, *install: str) -> None:
+    session.install(*install, ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs, env={"XPCONV_TEST_BACKENDS": backends})
+
+
+@nox.session
+def numpy(session: nox.Session) -> None:
+    """NumPy arrays (torch installed only as the reference)."""
+    _tests(session, "numpy", TORCH_CPU)
+
+
+@nox.session
+def torch(session: nox.Session) -> None:
+    """torch CPU tensors."""
+    _tests(session, "torch", TORCH_CPU)
+
+
+@nox.session
+def strict(session: nox.Session) -> None:
+    """array-api-strict: proves the generic, standard-only path."""
+    _tests(session, "array_api_strict", TORCH_CPU)
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """CuPy and torch CUDA; needs a CUDA machine (the tests skip, with the reason, without one)."""
+    session.install("torch", "cupy-cuda12x", ".[test]")
+    session.run(
+        "python", "-m", "pytest", "-m", "gpu", *session.posargs, env={"XPCONV_TEST_BACKENDS": "torch-cuda,cupy"}
+    )
+
+
+@nox.session
+def check(session: nox.Session) -> None:
+    """The README's main command with NumPy alone."""
+    session.install(".")
+    session.run("python", "-m", "xpconv", "check")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
