@@ -1,0 +1,18 @@
+"""The examples in the docstrings run and print what they show."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["xpconv", "xpconv._api", "xpconv._blocks", "xpconv._geometry", "xpconv._contract", "xpconv._gradients"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+    if name in ("xpconv", "xpconv._api", "xpconv._blocks", "xpconv._geometry"):
+        assert result.attempted > 0, f"{name} should have runnable examples"
