@@ -16,3 +16,20 @@ def test_docstring_examples(name: str) -> None:
     assert result.failed == 0
     if name in ("xpconv", "xpconv._api", "xpconv._blocks", "xpconv._geometry"):
         assert result.attempted > 0, f"{name} should have runnable examples"
+
+
+def test_readme_examples() -> None:
+    from pathlib import Path
+
+    import numpy as np
+
+    import xpconv
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    result = doctest.testfile(
+        str(readme),
+        module_relative=False,
+        globs={"np": np, "xpconv": xpconv},
+        optionflags=doctest.NORMALIZE_WHITESPACE,
+    )
+    assert result.failed == 0 and result.attempted >= 5
