@@ -223,7 +223,7 @@ def run_check(random_count: int = 24, seed: int = 0, batch: int = 8, print_fn: C
 
 def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], print_fn: Callable[[str], None]) -> None:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    line = lambda r: "  ".join(cell.ljust(w) for cell, w in zip(r, widths))  # noqa: E731
+    line = lambda r: "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()  # noqa: E731
     print_fn(line(header))
     print_fn(line(tuple("-" * w for w in widths)))
     for row in rows:
