@@ -3,8 +3,10 @@
 - :func:`window_view`: the sliding-window view of the trailing axes. NumPy and CuPy get a zero-copy
   ``as_strided`` view, torch gets ``Tensor.unfold`` (also a view); any other library that follows the
   array API standard gets a copy built from strided slices and ``stack``.
-- :func:`add_into`: ``buffer[index] += values`` on a buffer xpconv allocated itself, functional on
-  libraries whose arrays are immutable (JAX).
+- :func:`on_cpu`: whether the arrays live in host memory (the batch is then processed in small
+  chunks; see ``_contract.over_batch``).
+- :func:`add_into`, :func:`set_into`: ``buffer[index] += values`` / ``= values`` on a buffer xpconv
+  allocated itself, functional on libraries whose arrays are immutable (JAX).
 
 Backends are recognised through ``array_api_compat``'s ``is_*_namespace`` helpers, which look at
 already-imported modules only; nothing here imports a library the caller did not.
@@ -13,6 +15,7 @@ already-imported modules only; nothing here imports a library the caller did not
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +29,7 @@ from array_api_compat import (
 Array = Any
 Namespace = Any
 
-__all__ = ["add_into", "window_view"]
+__all__ = ["add_into", "on_cpu", "set_into", "window_view"]
 
 
 def window_view(
@@ -80,13 +83,42 @@ def _unfolded(x: Array, window, stride, dilation) -> Array:
 
 
 def _sliced(x: Array, xp: Namespace, window, stride, dilation, out) -> Array:
+    """A copy built from strided slices: one slice per window element, or per window position when
+    there are fewer positions than elements (the tutorial's dK has huge windows at few positions)."""
     n = len(window)
     lead_shape = tuple(x.shape[: x.ndim - n])
+    if math.prod(out) < math.prod(window):
+        pieces = []
+        for position in itertools.product(*(range(o) for o in out)):
+            index = tuple(
+                slice(p * s, p * s + d * (k - 1) + 1, d) for p, s, d, k in zip(position, stride, dilation, window)
+            )
+            pieces.append(x[(..., *index)])
+        return xp.reshape(xp.stack(pieces, axis=x.ndim - n), (*lead_shape, *out, *window))
     taps = []
     for offsets in itertools.product(*(range(k) for k in window)):
         index = tuple(slice(k * d, k * d + s * (o - 1) + 1, s) for k, s, d, o in zip(offsets, stride, dilation, out))
         taps.append(x[(..., *index)])
     return xp.reshape(xp.stack(taps, axis=-1), (*lead_shape, *out, *window))
+
+
+def on_cpu(x: Array, xp: Namespace) -> bool:
+    """True for host-memory arrays: NumPy, torch on the CPU, JAX on the CPU, and unknown libraries."""
+    if is_cupy_namespace(xp):
+        return False
+    if is_torch_namespace(xp):
+        return x.device.type == "cpu"
+    if is_jax_namespace(xp):
+        return all(d.platform == "cpu" for d in x.devices())
+    return True
+
+
+def set_into(buffer: Array, xp: Namespace, index: tuple, values: Array) -> Array:
+    """``buffer[index] = values`` and return the buffer; ``buffer`` must be xpconv's own."""
+    if is_jax_namespace(xp):
+        return buffer.at[index].set(values)
+    buffer[index] = values
+    return buffer
 
 
 def add_into(buffer: Array, xp: Namespace, index: tuple, values: Array) -> Array:

@@ -12,7 +12,7 @@ from typing import Any
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from ._backends import window_view
+from ._backends import set_into, window_view
 from ._geometry import normalize_pads, normalize_positive_ints
 
 Array = Any
@@ -90,26 +90,24 @@ def _pad_or_crop(x: Array, xp: Namespace, pads: Sequence[tuple[int, int]]) -> Ar
     extended with zeros on both sides; it has ``n + before + after`` elements (>= 0 required).
     """
     first = x.ndim - len(pads)
-    windows = []
+    kept, placed, shape = [], [], list(x.shape[:first])
     for axis, (before, after) in enumerate(pads, start=first):
         n = x.shape[axis]
         start, stop = -before, n + after
-        low, high = min(max(start, 0), n), min(max(stop, 0), n)
-        high = max(high, low)
+        low = min(max(start, 0), n)
+        high = max(min(max(stop, 0), n), low)
         zeros_before = min(max(-start, 0), stop - start)
-        windows.append((low, high, zeros_before, stop - start - zeros_before - (high - low)))
-    if any((low, high) != (0, x.shape[first + i]) for i, (low, high, _, _) in enumerate(windows)):
-        x = x[(..., *(slice(low, high) for low, high, _, _ in windows))]
-    for axis, (_, _, zeros_before, zeros_after) in enumerate(windows, start=first):
-        if zeros_before == 0 and zeros_after == 0:
-            continue
-        pieces = [x]
-        if zeros_before > 0:
-            pieces.insert(0, _zeros_along(x, xp, axis, zeros_before))
-        if zeros_after > 0:
-            pieces.append(_zeros_along(x, xp, axis, zeros_after))
-        x = xp.concat(pieces, axis=axis)
-    return x
+        kept.append(slice(low, high))
+        placed.append(slice(zeros_before, zeros_before + high - low))
+        shape.append(stop - start)
+    if all(k == slice(0, x.shape[first + i]) for i, k in enumerate(kept)) and all(
+        p == slice(0, size) for p, size in zip(placed, shape[first:])
+    ):
+        return x
+    core = x[(..., *kept)]
+    # One zero buffer and one copy, rather than a concatenation per axis.
+    buffer = xp.zeros(tuple(shape), dtype=x.dtype, device=device_of(x))
+    return set_into(buffer, xp, (..., *placed), core)
 
 
 def _zeros_along(x: Array, xp: Namespace, axis: int, size: int) -> Array:

@@ -11,6 +11,11 @@ The window view is copied into a contiguous column matrix so that BLAS (or cuBLA
 That copy is the extra memory; it is made for a slice of the batch at a time so that it stays under
 a workspace limit (keyword ``workspace_bytes``, environment variable ``XPCONV_WORKSPACE_BYTES``,
 default 256 MiB). A single sample larger than the limit is still processed, alone.
+
+On the CPU the slices are much smaller than the limit, about ``CPU_CHUNK_BYTES``: a fresh buffer of
+hundreds of MiB costs a page fault per 4 KiB on first touch, while a few MiB are reused from the
+allocator and stay in cache. Measured on the resnet3x3 benchmark layer (2 cores, float32), this
+made each pass about 1.5x faster on NumPy and 2x on torch than one buffer for the whole batch.
 """
 
 from __future__ import annotations
@@ -18,17 +23,18 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from array_api_compat import device as device_of
 
-from ._backends import add_into, window_view
+from ._backends import add_into, on_cpu, window_view
 
 Array = Any
 Namespace = Any
 
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
+CPU_CHUNK_BYTES = 4 * 2**20
 WORKSPACE_ENV = "XPCONV_WORKSPACE_BYTES"
 
 __all__ = [
@@ -56,19 +62,35 @@ def resolve_workspace(workspace_bytes: int | None) -> int:
     return workspace_bytes
 
 
-def _itemsize(xp: Namespace, dtype: Any) -> int:
+def over_batch(
+    fn: Callable[..., Array],
+    arrays: Sequence[Array],
+    xp: Namespace,
+    *,
+    sample_bytes: int,
+    workspace: int,
+    combine: str = "concat",
+) -> Array:
+    """``fn`` over slices of the batch (axis 0 of every array) that keep ``sample_bytes`` per sample
+    of temporaries under ``workspace`` (on the CPU, near ``CPU_CHUNK_BYTES``); results concatenated
+    along the batch, or summed."""
+    batch = arrays[0].shape[0]
+    budget = min(workspace, CPU_CHUNK_BYTES) if on_cpu(arrays[0], xp) else workspace
+    rows = max(1, min(batch, budget // max(1, sample_bytes)))
+    if batch <= rows:
+        return fn(*arrays)
+    results = [fn(*(a[start : min(start + rows, batch), ...] for a in arrays)) for start in range(0, batch, rows)]
+    if combine == "sum":
+        total = results[0]
+        for partial in results[1:]:
+            total = total + partial
+        return total
+    return xp.concat(results, axis=0)
+
+
+def itemsize(xp: Namespace, dtype: Any) -> int:
     info = xp.finfo(dtype) if xp.isdtype(dtype, ("real floating", "complex floating")) else xp.iinfo(dtype)
     return info.bits // 8
-
-
-def _rows_per_chunk(batch: int, bytes_per_sample: int, workspace: int) -> int:
-    return max(1, min(batch, workspace // max(1, bytes_per_sample)))
-
-
-def _chunks(batch: int, rows: int) -> list[slice]:
-    if batch <= rows:
-        return [slice(None)]
-    return [slice(start, min(start + rows, batch)) for start in range(0, batch, rows)]
 
 
 def _spatial_axes(first: int, count: int) -> tuple[int, ...]:
@@ -90,7 +112,7 @@ def correlate(
 
     Returns ``(N, F, *out)``. No padding is applied here.
     """
-    batch, channels = x.shape[:2]
+    channels = x.shape[1]
     filters, ksize = kernel.shape[0], tuple(kernel.shape[2:])
     ndim = len(ksize)
     per_group = channels // groups * math.prod(ksize)
@@ -104,9 +126,8 @@ def correlate(
         columns = xp.reshape(xp.permute_dims(view, to_columns), (rows, groups, per_group, math.prod(out)))
         return xp.reshape(xp.matmul(weights, columns), (rows, filters, *out))
 
-    sample_bytes = channels * math.prod(ksize) * math.prod(out) * _itemsize(xp, x.dtype)
-    parts = [chunk(x[i, ...]) for i in _chunks(batch, _rows_per_chunk(batch, sample_bytes, workspace))]
-    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+    sample_bytes = channels * math.prod(ksize) * math.prod(out) * itemsize(xp, x.dtype)
+    return over_batch(chunk, [x], xp, sample_bytes=sample_bytes, workspace=workspace)
 
 
 def contract_weights(
@@ -129,7 +150,7 @@ def contract_weights(
     window positions and the window elements swap (``W[n, c, k, o]``), which is how the tutorial's
     method correlates the input with the dilated ``dz``. Returns ``(F, C // groups, *k)``.
     """
-    batch, channels = x.shape[:2]
+    channels = x.shape[1]
     filters = dz.shape[1]
     ndim = len(window)
     kernel_size = tuple(out) if swap_roles else tuple(window)
@@ -148,11 +169,8 @@ def contract_weights(
         grads = xp.reshape(xp.permute_dims(dz_part, dz_to_rows), (groups, filters // groups, -1))
         return xp.matmul(grads, xp.matrix_transpose(columns))
 
-    sample_bytes = channels * math.prod(window) * math.prod(out) * _itemsize(xp, x.dtype)
-    total = None
-    for part in _chunks(batch, _rows_per_chunk(batch, sample_bytes, workspace)):
-        partial = chunk(dz[part, ...], x[part, ...])
-        total = partial if total is None else total + partial
+    sample_bytes = channels * math.prod(window) * math.prod(out) * itemsize(xp, x.dtype)
+    total = over_batch(chunk, [dz, x], xp, sample_bytes=sample_bytes, workspace=workspace, combine="sum")
     return xp.reshape(total, (filters, channels // groups, *kernel_size))
 
 
@@ -174,7 +192,7 @@ def scatter_windows(
     ``(N, C, *padded_size)``, is built in a fresh buffer per batch chunk and ``crop`` (one slice per
     spatial axis) cuts the padding away. Nothing is multiplied by an inserted zero.
     """
-    batch, filters = dz.shape[:2]
+    filters = dz.shape[1]
     out = tuple(dz.shape[2:])
     channels_per_group, ksize = kernel.shape[1], tuple(kernel.shape[2:])
     channels = channels_per_group * groups
@@ -195,8 +213,5 @@ def scatter_windows(
             )
         return padded[(slice(None), slice(None), *crop)]
 
-    sample_bytes = (channels * math.prod(ksize) * math.prod(out) + channels * math.prod(padded_size)) * _itemsize(
-        xp, dz.dtype
-    )
-    parts = [chunk(dz[i, ...]) for i in _chunks(batch, _rows_per_chunk(batch, sample_bytes, workspace))]
-    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+    sample_bytes = channels * (math.prod(ksize) * math.prod(out) + math.prod(padded_size)) * itemsize(xp, dz.dtype)
+    return over_batch(chunk, [dz], xp, sample_bytes=sample_bytes, workspace=workspace)

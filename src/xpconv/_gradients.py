@@ -13,8 +13,11 @@ This is where dX, dK and db are computed. Two families of algorithms:
     dK: the stride-``s`` windows of the padded input contracted with ``dz`` itself. dX: col2im,
     ``K^T dz`` followed by one strided add per kernel tap. No inserted zero is multiplied.
 
-``method="auto"`` (the default) is ``direct`` except for dX at stride 1, where the tutorial's
-correlation inserts no zeros and is a single matrix product.
+``method="auto"`` (the default) is ``direct`` except for dX at stride 1 when ``F/g <= C/g``: there
+the tutorial's correlation inserts no zeros and its column buffer (``F/g * k`` rows) is no larger
+than col2im's (``C/g * k`` rows), and one matrix product beats col2im's strided adds (measured
+on the benchmark layers: 26 ms against 40 ms for resnet3x3's dX on NumPy; with ``F/g > C/g``, as
+in mnist5x5 with 1 channel and 8 filters, col2im took 1.0 ms against 4.1 ms).
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ def forward(
 def input_grad(dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, method: str, workspace: int) -> Array:
     """dX, shape ``geometry.input_shape``."""
     stride_one = all(s == 1 for s in geometry.stride)
-    if method == "dilate" or (method == "auto" and stride_one):
+    filters_per_group = geometry.out_channels // geometry.groups
+    narrow = filters_per_group <= geometry.in_channels // geometry.groups
+    if method == "dilate" or (method == "auto" and stride_one and narrow):
         return _input_grad_by_correlation(dz, kernel, xp, geometry, workspace)
     crop = tuple(slice(before, before + n) for (before, _), n in zip(geometry.pads, geometry.input_size))
     return scatter_windows(
