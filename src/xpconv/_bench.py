@@ -1,0 +1,430 @@
+"""``python -m xpconv bench`` (also ``python benchmarks/run.py``): xpconv against torch's own conv2d.
+
+Every candidate runs every layer of the suite; candidates are interleaved (each repeat runs them
+all, in a rotating order) and medians are reported, so machine noise hits them alike. Times are
+forward, backward, and both; ratios are against torch native (``F.conv2d`` + autograd) of the
+same phase; GFLOP/s count the forward pass's multiply-adds twice and the backward pass as two
+such passes. Peak extra memory of one forward+backward is measured in a fresh process per
+layer and candidate, as the largest resident-set growth over the inputs (CPU) or as
+``torch.cuda.max_memory_allocated`` / CuPy's pool (GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _api
+from ._geometry import conv_geometry
+
+# name: (N, C, H, W, F, kernel, stride, padding, groups), float32
+LAYERS: dict[str, tuple[int, ...]] = {
+    "resnet3x3": (16, 64, 56, 56, 64, 3, 1, 1, 1),
+    "down3x3s2": (16, 64, 56, 56, 128, 3, 2, 1, 1),
+    "pointwise": (16, 256, 28, 28, 64, 1, 1, 0, 1),
+    "stem7x7s2": (8, 3, 112, 112, 64, 7, 2, 3, 1),
+    "mnist5x5": (64, 1, 28, 28, 8, 5, 1, 0, 1),
+    "depthwise": (16, 128, 28, 28, 128, 3, 1, 1, 128),
+}
+PHASES = ("forward", "backward", "both")
+REFERENCE = "torch native"
+PAUSE_SECONDS = 0.2
+
+
+@dataclass
+class Layer:
+    name: str
+    batch: int
+    channels: int
+    height: int
+    width: int
+    filters: int
+    kernel: int
+    stride: int
+    padding: int
+    groups: int
+
+    @property
+    def params(self) -> dict:
+        return {"stride": self.stride, "padding": self.padding, "groups": self.groups}
+
+    @property
+    def forward_flops(self) -> int:
+        shape = (self.batch, self.channels, self.height, self.width)
+        kernel = (self.filters, self.channels // self.groups, self.kernel, self.kernel)
+        return conv_geometry(shape, kernel, ndim=2, **self.params).flops
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((self.batch, self.channels, self.height, self.width), dtype=np.float32)
+        kernel = rng.standard_normal(
+            (self.filters, self.channels // self.groups, self.kernel, self.kernel), dtype=np.float32
+        )
+        z_shape = _api.conv2d(x[:1], kernel, **self.params).shape
+        dz = rng.standard_normal((self.batch, *z_shape[1:]), dtype=np.float32)
+        return x, kernel, dz
+
+
+def layer(name: str) -> Layer:
+    return Layer(name, *LAYERS[name])
+
+
+# A candidate turns numpy inputs into three callables (forward, backward, both) and a synchronise.
+Runner = tuple[Callable[[], Any], Callable[[], Any], Callable[[], Any]]
+
+
+def _xpconv_runner(convert: Callable[[np.ndarray], Any], method: str = "auto") -> Callable[[Layer], Runner]:
+    def make(spec: Layer) -> Runner:
+        x, kernel, dz = (convert(a) for a in spec.arrays())
+        params = spec.params
+
+        def forward():
+            return _api.conv2d(x, kernel, **params)
+
+        def backward():
+            return _api.conv2d_backward(dz, x, kernel, method=method, **params)
+
+        def both():
+            return forward(), backward()
+
+        return forward, backward, both
+
+    return make
+
+
+def _torch_native_runner(device: str) -> Callable[[Layer], Runner]:
+    import torch
+    import torch.nn.functional as F
+
+    def make(spec: Layer) -> Runner:
+        x, kernel, dz = (torch.asarray(a, device=device) for a in spec.arrays())
+        params = spec.params
+        x.requires_grad_(True)
+        kernel.requires_grad_(True)
+
+        def forward():
+            with torch.no_grad():
+                return F.conv2d(x, kernel, **params)
+
+        z = F.conv2d(x, kernel, **params)
+
+        def backward():
+            x.grad = kernel.grad = None
+            z.backward(dz, retain_graph=True)
+            return x.grad, kernel.grad
+
+        def both():
+            x.grad = kernel.grad = None
+            F.conv2d(x, kernel, **params).backward(dz)
+            return x.grad, kernel.grad
+
+        return forward, backward, both
+
+    return make
+
+
+def _jax_runner(spec: Layer) -> Runner:
+    import jax
+    import jax.numpy as jnp
+
+    x, kernel, dz = (jnp.asarray(a) for a in spec.arrays())
+    pad = [(spec.padding, spec.padding)] * 2
+
+    def conv(x_, k_):
+        return jax.lax.conv_general_dilated(
+            x_, k_, (spec.stride,) * 2, pad, feature_group_count=spec.groups, dimension_numbers=("NCHW", "OIHW", "NCHW")
+        )
+
+    forward_jit = jax.jit(conv)
+    backward_jit = jax.jit(lambda x_, k_, dz_: jax.vjp(conv, x_, k_)[1](dz_))
+    both_jit = jax.jit(lambda x_, k_, dz_: (conv(x_, k_), jax.vjp(conv, x_, k_)[1](dz_)))
+    return (
+        lambda: forward_jit(x, kernel).block_until_ready(),
+        lambda: jax.block_until_ready(backward_jit(x, kernel, dz)),
+        lambda: jax.block_until_ready(both_jit(x, kernel, dz)),
+    )
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def candidates(device: str) -> dict[str, tuple[Callable[[Layer], Runner], Callable[[], None]]]:
+    """name -> (make runner, synchronise)."""
+    found: dict[str, tuple[Callable[[Layer], Runner], Callable[[], None]]] = {}
+    if device == "cpu":
+        found["xpconv numpy"] = (_xpconv_runner(np.asarray), lambda: None)
+        if _installed("torch"):
+            import torch
+
+            found["xpconv torch"] = (_xpconv_runner(torch.from_numpy), lambda: None)
+            found[REFERENCE] = (_torch_native_runner("cpu"), lambda: None)
+        if _installed("jax"):
+            found["jax"] = (_jax_runner, lambda: None)
+        found["xpconv numpy dilate"] = (_xpconv_runner(np.asarray, method="dilate"), lambda: None)
+        return found
+    import torch
+
+    sync = torch.cuda.synchronize
+    if _installed("cupy"):
+        import cupy
+
+        found["xpconv cupy"] = (_xpconv_runner(cupy.asarray), cupy.cuda.Device().synchronize)
+    found["xpconv torch cuda"] = (_xpconv_runner(lambda a: torch.asarray(a, device="cuda")), sync)
+    found[REFERENCE] = (_torch_native_runner("cuda"), sync)
+    found["xpconv torch cuda dilate"] = (
+        _xpconv_runner(lambda a: torch.asarray(a, device="cuda"), method="dilate"),
+        sync,
+    )
+    return found
+
+
+def _time(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def time_layer(spec: Layer, device: str, repeats: int, names: list[str]) -> dict[str, dict[str, float]]:
+    """Median seconds per candidate and phase, candidates interleaved in a rotating order."""
+    found = candidates(device)
+    runners = {name: (found[name][0](spec), found[name][1]) for name in names}
+    for runner, sync in runners.values():  # warm-up: allocators, thread pools, JIT
+        for fn in runner:
+            _time(fn, sync)
+    samples: dict[str, dict[str, list[float]]] = {n: {p: [] for p in PHASES} for n in names}
+    for repeat in range(repeats):
+        order = names[repeat % len(names) :] + names[: repeat % len(names)]
+        for name in order:
+            # Idle thread pools of the previous candidate (OpenBLAS, OpenMP) spin for a while after
+            # their last call and steal cores from the next one; let them fall asleep first.
+            time.sleep(PAUSE_SECONDS)
+            runner, sync = runners[name]
+            for phase, fn in zip(PHASES, runner):
+                samples[name][phase].append(_time(fn, sync))
+    return {n: {p: statistics.median(v) for p, v in phases.items()} for n, phases in samples.items()}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory(layer_name: str, candidate: str, device: str) -> int:
+    """Peak extra bytes of one forward+backward, in this process (call it in a fresh one)."""
+    spec = layer(layer_name)
+    make, sync = candidates(device)[candidate]
+    both = make(spec)[2]
+    if device != "cpu":
+        import torch
+
+        sync()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        if candidate == "xpconv cupy":
+            import cupy
+
+            pool = cupy.get_default_memory_pool()
+            pool.free_all_blocks()
+            base = pool.used_bytes()
+            result = both()
+            sync()
+            del result
+            return pool.total_bytes() - base
+        result = both()
+        sync()
+        del result
+        return torch.cuda.max_memory_allocated() - base
+    baseline = _rss_bytes()
+    peak = baseline
+    running = True
+
+    def sample() -> None:
+        nonlocal peak
+        while running:
+            peak = max(peak, _rss_bytes())
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    result = both()
+    running = False
+    sampler.join()
+    peak = max(peak, _rss_bytes())
+    del result
+    return peak - baseline
+
+
+def _memory_in_subprocess(layer_name: str, candidate: str, device: str) -> int | None:
+    code = (
+        "import sys; from xpconv._bench import peak_memory; "
+        f"print(peak_memory({layer_name!r}, {candidate!r}, {device!r}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        return None
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def machine_description(device: str) -> dict[str, str]:
+    description = {"python": platform.python_version(), "numpy": np.__version__, "cores": str(os.cpu_count())}
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            description["cpu"] = next(
+                line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        description["cpu"] = platform.processor() or "unknown"
+    try:
+        from threadpoolctl import threadpool_info
+
+        description["blas"] = ", ".join(
+            f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
+            for i in threadpool_info()
+            if i.get("user_api") == "blas"
+        )
+    except ImportError:
+        pass
+    if _installed("torch"):
+        import torch
+
+        description["torch"] = torch.__version__
+        description["torch threads"] = str(torch.get_num_threads())
+        if device == "cuda":
+            description["gpu"] = torch.cuda.get_device_name()
+    return description
+
+
+@dataclass
+class Row:
+    layer: str
+    candidate: str
+    phase: str
+    seconds: float
+    ratio: float | None
+    gflops: float
+    peak_mib: float | None
+
+
+def run_bench(
+    layers: list[str], device: str = "cpu", repeats: int = 7, memory: bool = True, print_fn=print
+) -> tuple[list[Row], dict]:
+    names = list(candidates(device))
+    rows: list[Row] = []
+    for name in layers:
+        spec = layer(name)
+        medians = time_layer(spec, device, repeats, names)
+        peaks = {c: _memory_in_subprocess(name, c, device) for c in names} if memory else {}
+        for candidate in names:
+            for phase in PHASES:
+                seconds = medians[candidate][phase]
+                reference = medians.get(REFERENCE, {}).get(phase)
+                flops = spec.forward_flops * {"forward": 1, "backward": 2, "both": 3}[phase]
+                peak = peaks.get(candidate) if phase == "both" else None
+                rows.append(
+                    Row(
+                        name,
+                        candidate,
+                        phase,
+                        seconds,
+                        seconds / reference if reference else None,
+                        flops / seconds / 1e9,
+                        None if peak is None else peak / 2**20,
+                    )
+                )
+        both = {r.candidate: r for r in rows if r.layer == name and r.phase == "both"}
+        print_fn(
+            f"{name}: "
+            + ", ".join(
+                f"{c} {r.seconds * 1e3:.1f} ms" + (f" ({r.ratio:.2f}x)" if r.ratio else "") for c, r in both.items()
+            )
+        )
+    return rows, machine_description(device)
+
+
+def summary(rows: list[Row]) -> dict[str, dict[str, float]]:
+    """Per candidate: geometric mean and max of the forward+backward ratio against torch native."""
+    result = {}
+    for candidate in dict.fromkeys(r.candidate for r in rows):
+        ratios = [r.ratio for r in rows if r.candidate == candidate and r.phase == "both" and r.ratio]
+        if ratios:
+            geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+            result[candidate] = {"geomean": geomean, "max": max(ratios)}
+    return result
+
+
+def markdown(rows: list[Row], machine: dict, command: str) -> str:
+    lines = [
+        f"Command: `{command}`",
+        "",
+        "Machine: " + "; ".join(f"{k} {v}" for k, v in machine.items()),
+        "",
+        "| layer | candidate | forward ms | backward ms | both ms | both / torch | both GFLOP/s | peak extra MiB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    table: dict[tuple[str, str], dict[str, Row]] = {}
+    for r in rows:
+        table.setdefault((r.layer, r.candidate), {})[r.phase] = r
+    for (layer_name, candidate), phases in table.items():
+        both = phases["both"]
+        ratio = f"{both.ratio:.2f}" if both.ratio else ""
+        peak = f"{both.peak_mib:.0f}" if both.peak_mib is not None else ""
+        lines.append(
+            f"| {layer_name} | {candidate} | {phases['forward'].seconds * 1e3:.1f} | "
+            f"{phases['backward'].seconds * 1e3:.1f} | {both.seconds * 1e3:.1f} | {ratio} | "
+            f"{both.gflops:.0f} | {peak} |"
+        )
+    lines += ["", "Forward+backward against torch native, over the layers:", ""]
+    lines += ["| candidate | geometric mean | worst layer |", "| --- | ---: | ---: |"]
+    for candidate, stats in summary(rows).items():
+        lines.append(f"| {candidate} | {stats['geomean']:.2f}x | {stats['max']:.2f}x |")
+    strided = [n for n in dict.fromkeys(r.layer for r in rows) if LAYERS[n][6] > 1]
+    dilate = next((c for c in dict.fromkeys(r.candidate for r in rows) if c.endswith("dilate")), None)
+    auto = dilate.removesuffix(" dilate") if dilate else None
+    if dilate and strided:
+        lines += ["", f'Backward, `method="dilate"` against `"auto"` ({auto}), strided layers:', ""]
+        for name in strided:
+            seconds = {r.candidate: r.seconds for r in rows if r.layer == name and r.phase == "backward"}
+            if auto in seconds:
+                lines.append(f"- {name}: dilate {seconds[dilate] / seconds[auto]:.1f}x as long as auto")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m xpconv bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--layers", nargs="+", choices=list(LAYERS), default=list(LAYERS))
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for JSON and Markdown")
+    args = parser.parse_args(argv)
+    command = "python -m xpconv bench" + (" " + " ".join(argv) if argv else "")
+    rows, machine = run_bench(args.layers, args.device, args.repeats, not args.no_memory)
+    text = markdown(rows, machine, command)
+    print()
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.device}.md").write_text(text)
+    payload = {"command": command, "machine": machine, "rows": [asdict(r) for r in rows], "summary": summary(rows)}
+    (args.out / f"{args.device}.json").write_text(json.dumps(payload, indent=1))
+    print(f"wrote {args.out / (args.device + '.md')} and {args.out / (args.device + '.json')}")
+    return 0

@@ -1,0 +1,36 @@
+"""The benchmark command runs and writes its table (its timings are not asserted: the machine is noisy)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from xpconv import _bench
+
+
+def test_bench_writes_markdown_and_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _bench.main(["--layers", "mnist5x5", "--repeats", "1", "--no-memory", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "cpu.md").read_text()
+    assert "| mnist5x5 | xpconv numpy |" in table and "geometric mean" in table
+    payload = json.loads((tmp_path / "cpu.json").read_text())
+    candidates = {row["candidate"] for row in payload["rows"]}
+    assert {"xpconv numpy", "xpconv numpy dilate"} <= candidates
+    assert all(row["seconds"] > 0 for row in payload["rows"])
+    if "torch native" in candidates:
+        assert all(row["ratio"] is not None for row in payload["rows"])
+
+
+def test_bench_candidates_compute_the_same_gradients() -> None:
+    """What is timed is what is tested: every CPU candidate's backward agrees with the others."""
+    import numpy as np
+
+    spec = _bench.layer("mnist5x5")
+    results = {}
+    for name, (make, _) in _bench.candidates("cpu").items():
+        grads = make(spec)[1]()
+        results[name] = [np.asarray(g.detach() if hasattr(g, "detach") else g) for g in grads[:2]]
+    reference = results["xpconv numpy"]
+    for name, grads in results.items():
+        for got, expected in zip(grads, reference):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3, err_msg=name)
