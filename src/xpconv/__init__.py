@@ -12,17 +12,49 @@ inputs' library on the inputs' device.
 ((2, 4, 5, 5), (2, 3, 5, 5), (4, 3, 3, 3), (4,))
 """
 
-from ._api import conv2d, conv2d_backward, conv2d_input_grad, conv2d_weight_grad
+from ._api import (
+    conv,
+    conv1d,
+    conv1d_backward,
+    conv1d_input_grad,
+    conv1d_weight_grad,
+    conv2d,
+    conv2d_backward,
+    conv2d_input_grad,
+    conv2d_weight_grad,
+    conv3d,
+    conv3d_backward,
+    conv3d_input_grad,
+    conv3d_weight_grad,
+    conv_backward,
+    conv_input_grad,
+    conv_weight_grad,
+)
 from ._blocks import dilate, pad, rotate180, windows
 from ._geometry import resolve_padding
+from ._transpose import conv_transpose, conv_transpose_backward
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "conv",
+    "conv1d",
+    "conv1d_backward",
+    "conv1d_input_grad",
+    "conv1d_weight_grad",
     "conv2d",
     "conv2d_backward",
     "conv2d_input_grad",
     "conv2d_weight_grad",
+    "conv3d",
+    "conv3d_backward",
+    "conv3d_input_grad",
+    "conv3d_weight_grad",
+    "conv_backward",
+    "conv_input_grad",
+    "conv_transpose",
+    "conv_transpose_backward",
+    "conv_weight_grad",
     "dilate",
     "pad",
     "resolve_padding",
