@@ -9,8 +9,9 @@ import numpy as np
 
 def explicit_pads(padding, input_size, kernel_size, stride, dilation) -> tuple[tuple[int, int], ...]:
     """Each padding form as ((before, after), ...), written from the issue's definitions."""
+    ndim = len(input_size)
     if padding == "valid":
-        return ((0, 0), (0, 0))
+        return ((0, 0),) * ndim
     if padding == "same":
         pads = []
         for n, k, s, d in zip(input_size, kernel_size, stride, dilation):
@@ -18,7 +19,7 @@ def explicit_pads(padding, input_size, kernel_size, stride, dilation) -> tuple[t
             pads.append((total // 2, total - total // 2))
         return tuple(pads)
     if isinstance(padding, int):
-        return ((padding, padding), (padding, padding))
+        return ((padding, padding),) * ndim
     return tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
 
 
@@ -31,8 +32,13 @@ class Gradients:
     dbias_untied: np.ndarray
 
 
+def _torch_pad(pads) -> tuple[int, ...]:
+    """((before, after) per axis, first axis first) -> torch.nn.functional.pad's order, last axis first."""
+    return tuple(amount for before_after in reversed(pads) for amount in before_after)
+
+
 def torch_reference(x, kernel, dz, *, stride, pads, dilation, groups) -> Gradients:
-    """Forward pass without bias, and all gradients, from torch autograd in float64.
+    """Forward pass without bias, and all gradients, from torch autograd in float64, any 1-3 spatial axes.
 
     Padding goes through ``F.pad`` so that asymmetric padding is covered. Zero biases of both
     kinds are leaves of the graph, so their gradients come from autograd too.
@@ -40,14 +46,43 @@ def torch_reference(x, kernel, dz, *, stride, pads, dilation, groups) -> Gradien
     import torch
     import torch.nn.functional as F
 
-    def leaf(a):
-        return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True)
-
-    xt, kt = leaf(x), leaf(kernel)
-    tied = leaf(np.zeros(kernel.shape[0]))
-    (top, bottom), (left, right) = pads
-    z = F.conv2d(F.pad(xt, (left, right, top, bottom)), kt, tied, stride=stride, dilation=dilation, groups=groups)
-    untied = leaf(np.zeros(z.shape[1:]))
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[kernel.ndim - 2]
+    xt, kt = _leaf(x), _leaf(kernel)
+    tied = _leaf(np.zeros(kernel.shape[0]))
+    z = conv(F.pad(xt, _torch_pad(pads)), kt, tied, stride=stride, dilation=dilation, groups=groups)
+    untied = _leaf(np.zeros(z.shape[1:]))
     z = z + untied
     z.backward(torch.tensor(np.asarray(dz, dtype=np.float64)))
     return Gradients(z.detach().numpy(), xt.grad.numpy(), kt.grad.numpy(), tied.grad.numpy(), untied.grad.numpy())
+
+
+def torch_transpose_reference(x, kernel, dz, *, stride, padding, output_padding, dilation, groups) -> Gradients:
+    """torch.nn.functional.conv_transpose{1,2,3}d and its autograd gradients, float64."""
+    import torch
+    import torch.nn.functional as F
+
+    conv_transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[kernel.ndim - 2]
+    xt, kt = _leaf(x), _leaf(kernel)
+    tied = _leaf(np.zeros(kernel.shape[1] * groups))
+    z = conv_transpose(
+        xt, kt, tied, stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation
+    )
+    untied = _leaf(np.zeros(z.shape[1:]))
+    z = z + untied
+    z.backward(torch.tensor(np.asarray(dz, dtype=np.float64)))
+    return Gradients(z.detach().numpy(), xt.grad.numpy(), kt.grad.numpy(), tied.grad.numpy(), untied.grad.numpy())
+
+
+def torch_transpose_output_shape(x_shape, kernel_shape, **params) -> tuple[int, ...]:
+    import torch
+    import torch.nn.functional as F
+
+    conv_transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[len(kernel_shape) - 2]
+    with torch.no_grad():
+        return tuple(conv_transpose(torch.zeros(x_shape), torch.zeros(kernel_shape), **params).shape)
+
+
+def _leaf(a):
+    import torch
+
+    return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True)

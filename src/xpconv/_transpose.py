@@ -23,6 +23,7 @@ from ._api import (
     _to_channels_first,
     _to_layout,
 )
+from ._blocks import _pad_or_crop
 from ._contract import resolve_workspace
 from ._geometry import ConvGeometry, IntOrTuple, _as_int, conv_geometry, normalize_positive_ints, resolve_padding
 
@@ -57,8 +58,15 @@ def _geometry(
     output_padding: IntOrTuple,
     dilation: IntOrTuple,
     groups: int,
-) -> ConvGeometry:
-    """The convolution whose input gradient this transposed convolution is."""
+) -> tuple[ConvGeometry, tuple[int, ...]]:
+    """The convolution whose input gradient this transposed convolution is, and the zero rows to append.
+
+    Along an axis, the full transposed result has ``M = (n - 1) * s + d * (k - 1) + 1`` rows; the
+    output is rows ``[before, before + out)`` of it, extended by zeros past ``M``. Output padding ``e``
+    takes ``min(after, e)`` of those rows back from the padding after; the other ``e - min(after, e)``
+    are beyond ``M``, no kernel tap reaches them, and they are appended as zeros. (Taking them into
+    the convolution instead would give it more outputs than x has once ``e >= s``.)
+    """
     if len(x_shape) != ndim + 2:
         raise ValueError(f"x must be {ndim + 2}-D (N, C_in, *spatial), got shape {x_shape}")
     if isinstance(padding, str):
@@ -77,12 +85,14 @@ def _geometry(
     groups = _as_int(groups, "groups")
     if groups < 1:
         raise ValueError(f"groups must be positive, got {groups}")
+    taken = tuple(min(after, e) for (_, after), e in zip(pads, extra))
+    appended = tuple(e - t for e, t in zip(extra, taken))
     geometry = conv_geometry(
-        (x_shape[0], kernel_shape[1] * groups, *out_size),
+        (x_shape[0], kernel_shape[1] * groups, *(o - a for o, a in zip(out_size, appended))),
         kernel_shape,
         ndim=ndim,
         stride=stride_t,
-        padding=pads,
+        padding=tuple((before, after - t) for (before, after), t in zip(pads, taken)),
         dilation=dilation_t,
         groups=groups,
         input_name="the transposed convolution's output",
@@ -92,7 +102,7 @@ def _geometry(
             f"kernel must be (C_in, F // groups, *k) with C_in = {x_shape[1]} input channels of x, "
             f"got kernel shape {kernel_shape} for x of shape {x_shape}"
         )
-    return geometry
+    return geometry, appended
 
 
 def conv_transpose(
@@ -124,7 +134,7 @@ def conv_transpose(
     xp, (x, kernel, bias) = _prepare(x=x, kernel=kernel, bias=bias)
     ndim = _spatial_dims(kernel, None)
     x = _to_channels_first(x, xp, layout, ndim, "x")
-    geometry = _geometry(
+    geometry, appended = _geometry(
         tuple(x.shape),
         tuple(kernel.shape),
         ndim,
@@ -135,8 +145,10 @@ def conv_transpose(
         groups=groups,
     )
     z = _gradients.input_grad(x, kernel, xp, geometry, method, resolve_workspace(workspace_bytes))
+    if any(appended):
+        z = _pad_or_crop(z, xp, tuple((0, a) for a in appended))
     if bias is not None:
-        _check_bias_shape(bias, geometry.in_channels, geometry.input_size)
+        _check_bias_shape(bias, geometry.in_channels, tuple(z.shape[2:]))
         if bias.ndim == 1:
             bias = xp.reshape(bias, (geometry.in_channels,) + (1,) * ndim)
         z = z + bias
@@ -171,7 +183,7 @@ def conv_transpose_backward(
     ndim = _spatial_dims(kernel, None)
     x = _to_channels_first(x, xp, layout, ndim, "x")
     dz = _to_channels_first(dz, xp, layout, ndim, "dz")
-    geometry = _geometry(
+    geometry, appended = _geometry(
         tuple(x.shape),
         tuple(kernel.shape),
         ndim,
@@ -181,13 +193,15 @@ def conv_transpose_backward(
         dilation=dilation,
         groups=groups,
     )
-    if tuple(dz.shape) != geometry.input_shape:
+    output_shape = (*geometry.input_shape[:2], *(n + a for n, a in zip(geometry.input_size, appended)))
+    if tuple(dz.shape) != output_shape:
         raise ValueError(
-            f"dz must have the transposed convolution's output shape {geometry.input_shape}, got {tuple(dz.shape)}"
+            f"dz must have the transposed convolution's output shape {output_shape}, got {tuple(dz.shape)}"
         )
     workspace = resolve_workspace(workspace_bytes)
-    dx = _gradients.forward(dz, kernel, None, xp, geometry, workspace)
-    dkernel = _gradients.weight_grad(x, dz, xp, geometry, method, workspace)
+    reached = dz[(..., *(slice(0, n) for n in geometry.input_size))] if any(appended) else dz
+    dx = _gradients.forward(reached, kernel, None, xp, geometry, workspace)
+    dkernel = _gradients.weight_grad(x, reached, xp, geometry, method, workspace)
     dbias = _gradients.bias_grad(dz, xp, geometry, bias)
     if dbias is not None and dbias.ndim > 1 and layout == "channels_last":
         dbias = xp.permute_dims(dbias, (*range(1, dbias.ndim), 0))

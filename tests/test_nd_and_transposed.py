@@ -1,0 +1,178 @@
+"""1-D and 3-D convolutions, channels-last data and transposed convolutions against torch autograd (float64)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import Backend, to_numpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reference import explicit_pads, torch_reference, torch_transpose_output_shape, torch_transpose_reference
+
+import xpconv
+
+pytest.importorskip("torch", reason="torch autograd is the reference")
+
+TOL = 1e-10
+METHODS = ("auto", "direct", "dilate")
+WRAPPERS = {
+    1: (xpconv.conv1d, xpconv.conv1d_backward, xpconv.conv1d_input_grad, xpconv.conv1d_weight_grad),
+    2: (xpconv.conv2d, xpconv.conv2d_backward, xpconv.conv2d_input_grad, xpconv.conv2d_weight_grad),
+    3: (xpconv.conv3d, xpconv.conv3d_backward, xpconv.conv3d_input_grad, xpconv.conv3d_weight_grad),
+}
+
+# (N, C, spatial size, F, kernel size, stride, padding, dilation, groups)
+CASES = [
+    (2, 3, (11,), 4, (3,), 2, "same", 1, 1),
+    (2, 4, (9,), 4, (2,), 1, ((2, 1),), 2, 2),
+    (3, 2, (7,), 6, (3,), 3, 1, 1, 2),
+    (2, 2, (8, 7), 3, (3, 2), (2, 1), ((1, 0), (0, 2)), (1, 2), 1),
+    (2, 2, (5, 6, 4), 3, (2, 3, 2), (1, 2, 1), 1, 1, 1),
+    (1, 4, (6, 5, 5), 4, (3, 1, 2), 2, "same", (1, 1, 2), 4),
+    (2, 3, (4, 4, 4), 3, (3, 3, 3), 1, "valid", 1, 1),
+    (1, 2, (7, 5, 6), 4, (2, 2, 2), (3, 2, 4), (0, 1, (2, 0)), 1, 2),
+]
+
+
+def close(actual, expected, what: str) -> None:
+    actual = to_numpy(actual)
+    assert actual.shape == expected.shape, f"{what}: {actual.shape} != {expected.shape}"
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
+    assert float(np.max(np.abs(actual - expected), initial=0.0)) <= TOL * scale, what
+
+
+def per_axis(value, ndim):
+    return (value,) * ndim if isinstance(value, int) else tuple(value)
+
+
+def check_conv(backend: Backend, case, seed: int) -> None:
+    n, c, size, f, ksize, stride, padding, dilation, groups = case
+    ndim = len(size)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, *size))
+    kernel = rng.standard_normal((f, c // groups, *ksize))
+    pads = explicit_pads(padding, size, ksize, per_axis(stride, ndim), per_axis(dilation, ndim))
+    out = tuple(
+        (m + b + a - d * (k - 1) - 1) // s + 1
+        for m, (b, a), k, s, d in zip(size, pads, ksize, per_axis(stride, ndim), per_axis(dilation, ndim))
+    )
+    dz = rng.standard_normal((n, f, *out))
+    ref = torch_reference(x, kernel, dz, stride=stride, pads=pads, dilation=dilation, groups=groups)
+    params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    X, K, DZ = backend.asarray(x), backend.asarray(kernel), backend.asarray(dz)
+    forward, backward, input_grad, weight_grad = WRAPPERS[ndim]
+
+    close(xpconv.conv(X, K, **params), ref.z, "conv")
+    close(forward(X, K, **params), ref.z, f"conv{ndim}d")
+    for method in METHODS:
+        dx, dk, db = xpconv.conv_backward(DZ, X, K, method=method, **params)
+        close(dx, ref.dx, f"dx {method}")
+        close(dk, ref.dkernel, f"dkernel {method}")
+        close(db, ref.dbias_tied, f"dbias {method}")
+    dx, dk, db = backward(DZ, X, K, bias="untied", **params)
+    close(db, ref.dbias_untied, "dbias untied")
+    close(input_grad(DZ, K, x.shape, **params), ref.dx, "input_grad")
+    close(weight_grad(DZ, X, kernel.shape, **params), ref.dkernel, "weight_grad")
+
+    # channels-last: (N, *spatial, C) in and out, the kernel unchanged
+    last = (0, *range(2, ndim + 2), 1)
+    XL, DZL = backend.asarray(np.transpose(x, last)), backend.asarray(np.transpose(dz, last))
+    close(xpconv.conv(XL, K, layout="channels_last", **params), np.transpose(ref.z, last), "z channels-last")
+    dx, dk, db = xpconv.conv_backward(DZL, XL, K, bias="untied", layout="channels_last", **params)
+    close(dx, np.transpose(ref.dx, last), "dx channels-last")
+    close(dk, ref.dkernel, "dkernel channels-last")
+    close(db, np.transpose(ref.dbias_untied, (*range(1, ndim + 1), 0)), "dbias untied channels-last")
+    channels_last_shape = (n, *size, c)
+    close(
+        xpconv.conv_input_grad(DZL, K, channels_last_shape, layout="channels_last", **params),
+        np.transpose(ref.dx, last),
+        "input_grad channels-last",
+    )
+    close(
+        xpconv.conv_weight_grad(DZL, XL, kernel.shape, layout="channels_last", **params),
+        ref.dkernel,
+        "weight_grad channels-last",
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{len(c[2])}d-{i}" for i, c in enumerate(CASES)])
+def test_conv_nd(backend: Backend, case) -> None:
+    check_conv(backend, case, seed=CASES.index(case))
+
+
+# (N, C_in, spatial size, F, kernel size, stride, padding, output_padding, dilation, groups)
+TRANSPOSED = [
+    (2, 3, (5,), 4, (3,), 2, 1, 1, 1, 1),
+    (2, 4, (6,), 2, (4,), 3, 2, 2, 1, 2),
+    (2, 4, (4, 5), 6, (3, 2), (2, 3), (1, 0), (1, 2), 1, 2),
+    (1, 2, (3, 3), 2, (3, 3), 2, 0, (0, 1), 2, 1),
+    (2, 4, (3, 4), 4, (2, 2), 3, 1, (2, 0), 1, 4),
+    (1, 2, (3, 3, 2), 3, (2, 2, 3), (2, 1, 2), (0, 1, 1), (1, 0, 1), 1, 1),
+    (1, 2, (2, 3, 2), 4, (3, 2, 2), 1, 1, 0, (2, 1, 1), 2),
+]
+
+
+def check_transposed(backend: Backend, case, seed: int) -> None:
+    n, c_in, size, f, ksize, stride, padding, output_padding, dilation, groups = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c_in, *size))
+    kernel = rng.standard_normal((c_in, f // groups, *ksize))
+    params = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+    dz = rng.standard_normal(torch_transpose_output_shape(x.shape, kernel.shape, **params))
+    ref = torch_transpose_reference(x, kernel, dz, **params)
+    X, K, DZ = backend.asarray(x), backend.asarray(kernel), backend.asarray(dz)
+    bias = rng.standard_normal(f)
+
+    close(xpconv.conv_transpose(X, K, **params), ref.z, "conv_transpose")
+    with_bias = ref.z + bias.reshape(-1, *[1] * len(size))
+    close(xpconv.conv_transpose(X, K, backend.asarray(bias), **params), with_bias, "bias")
+    for method in METHODS:
+        dx, dk, db = xpconv.conv_transpose_backward(DZ, X, K, method=method, **params)
+        close(dx, ref.dx, f"dx {method}")
+        close(dk, ref.dkernel, f"dkernel {method}")
+        close(db, ref.dbias_tied, f"dbias {method}")
+
+
+@pytest.mark.parametrize("case", TRANSPOSED, ids=[f"{len(c[2])}d-{i}" for i, c in enumerate(TRANSPOSED)])
+def test_conv_transpose(backend: Backend, case) -> None:
+    check_transposed(backend, case, seed=TRANSPOSED.index(case))
+
+
+@st.composite
+def transposed_cases(draw):
+    ndim = draw(st.integers(1, 3))
+    groups = draw(st.sampled_from([1, 1, 2]))
+    c_in, f = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    ksize = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
+    output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    size = tuple(draw(st.integers(1, 4)) for _ in range(ndim))
+    # keep the output non-empty: padding at most what the unpadded output has to spare
+    padding = tuple(
+        draw(st.integers(0, max(0, ((n - 1) * s + d * (k - 1) + e) // 2)))
+        for n, s, d, k, e in zip(size, stride, dilation, ksize, output_padding)
+    )
+    return (draw(st.integers(1, 2)), c_in, size, f, ksize, stride, padding, output_padding, dilation, groups)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=40)
+@given(case=transposed_cases(), seed=st.integers(0, 2**32 - 1))
+def test_drawn_transposed(backend: Backend, case, seed: int) -> None:
+    check_transposed(backend, case, seed)
+
+
+def test_transposed_errors() -> None:
+    x, kernel = np.ones((1, 2, 4)), np.ones((2, 3, 3))
+    with pytest.raises(ValueError, match="output_padding must be non-negative and smaller than the stride"):
+        xpconv.conv_transpose(x, kernel, stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="padding of a transposed convolution must be an int"):
+        xpconv.conv_transpose(x, kernel, padding="same")
+    with pytest.raises(ValueError, match=r"kernel must be \(C_in, F // groups, \*k\) with C_in = 2"):
+        xpconv.conv_transpose(x, np.ones((3, 3, 3)))
+    with pytest.raises(ValueError, match="dz must have the transposed convolution's output shape"):
+        xpconv.conv_transpose_backward(np.ones((1, 3, 5)), x, kernel)
+    with pytest.raises(ValueError, match="layout must be"):
+        xpconv.conv(x, kernel[:1, :2], layout="NHWC")
+    with pytest.raises(ValueError, match=r"x must be 3-D \(N, 1 spatial axes, C\) for layout='channels_last'"):
+        xpconv.conv1d(np.ones((2, 4)), kernel[:1, :2], layout="channels_last")
