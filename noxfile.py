@@ -6,31 +6,43 @@ unpinned torch downloads a multi-GB CUDA build.
 
 import nox
 
-nox.options.sessions = ["numpy", "torch", "strict", "lint"]
+nox.options.sessions = ["numpy", "torch", "strict", "jax", "dask", "lint"]
 TORCH_CPU = "torch==2.13.0"
 
 
-def _tests(session: nox.Session, backends: str, *install: str) -> None:
-    session.install(*install, ".[test]")
+def _tests(session: nox.Session, backends: str, extras: str = "test") -> None:
+    session.install(TORCH_CPU, f".[{extras}]")
     session.run("python", "-m", "pytest", *session.posargs, env={"XPCONV_TEST_BACKENDS": backends})
 
 
 @nox.session
 def numpy(session: nox.Session) -> None:
     """NumPy arrays (torch installed only as the reference)."""
-    _tests(session, "numpy", TORCH_CPU)
+    _tests(session, "numpy")
 
 
 @nox.session
 def torch(session: nox.Session) -> None:
     """torch CPU tensors."""
-    _tests(session, "torch", TORCH_CPU)
+    _tests(session, "torch")
 
 
 @nox.session
 def strict(session: nox.Session) -> None:
     """array-api-strict: proves the generic, standard-only path."""
-    _tests(session, "array_api_strict", TORCH_CPU)
+    _tests(session, "array_api_strict")
+
+
+@nox.session
+def jax(session: nox.Session) -> None:
+    """JAX arrays, eager and under jax.jit (the generic path: no strides, no in-place writes)."""
+    _tests(session, "jax", "test,jax")
+
+
+@nox.session
+def dask(session: nox.Session) -> None:
+    """Dask arrays chunked along the batch, on the threaded scheduler and a 2-process LocalCluster."""
+    _tests(session, "dask", "test,dask")
 
 
 @nox.session

@@ -1,6 +1,6 @@
 """The ``backend`` fixture: one entry per array library xpconv is tested on.
 
-numpy, torch (CPU) and array-api-strict run wherever they are installed; torch-cuda and cupy skip,
+numpy, torch (CPU), array-api-strict, JAX and Dask run wherever they are installed; torch-cuda and cupy skip,
 with the reason, unless a CUDA device answers a real computation (an import alone proves nothing).
 """
 
@@ -84,6 +84,23 @@ def _make_backend(name: str) -> Backend:
         import cupy
 
         return Backend(name, cupy.asarray)
+    if name == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # the float64 comparisons need it
+        import jax.numpy as jnp
+
+        return Backend(name, jnp.asarray)
+    if name == "dask":
+        import dask.array as da
+
+        # chunked along the first axis (the batch of x and dz), as a user's data would be
+        return Backend(
+            name,
+            lambda a: (
+                da.from_array(a.copy(), chunks=(max(1, a.shape[0] // 2), *a.shape[1:])) if a.ndim else da.from_array(a)
+            ),
+        )
     raise ValueError(name)
 
 
@@ -95,7 +112,12 @@ def _selected(name: str) -> bool:
 
 def _backend_params() -> list:
     params = [pytest.param("numpy", id="numpy")]
-    for name, module in (("torch", "torch"), ("array_api_strict", "array_api_strict")):
+    for name, module in (
+        ("torch", "torch"),
+        ("array_api_strict", "array_api_strict"),
+        ("jax", "jax"),
+        ("dask", "dask"),
+    ):
         marks = [] if installed(module) else [pytest.mark.skip(reason=f"{module} is not installed")]
         params.append(pytest.param(name, id=name, marks=marks))
     for name, probe in (("torch-cuda", _probe_torch_cuda), ("cupy", _probe_cupy)):
@@ -106,6 +128,9 @@ def _backend_params() -> list:
 
 
 BACKEND_PARAMS = _backend_params()
+# JAX compiles every operation anew for every new shape (about a second a call): hypothesis-drawn
+# geometries run on it through jax.jit, with fewer examples, in test_jax.py.
+BACKEND_PARAMS_BUT_JAX = [p for p in BACKEND_PARAMS if p.values[0] != "jax"]
 
 
 @pytest.fixture(params=BACKEND_PARAMS)
@@ -113,12 +138,19 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return _make_backend(request.param)
 
 
+@pytest.fixture(params=BACKEND_PARAMS_BUT_JAX)
+def eager_backend(request: pytest.FixtureRequest) -> Backend:
+    return _make_backend(request.param)
+
+
 def to_numpy(a: Any) -> np.ndarray:
     """A NumPy copy of an array of any tested library."""
-    from array_api_compat import is_cupy_array, is_torch_array
+    from array_api_compat import is_cupy_array, is_dask_array, is_torch_array
 
     if is_torch_array(a):
         return a.detach().cpu().numpy()
     if is_cupy_array(a):
         return a.get()
+    if is_dask_array(a):
+        return np.asarray(a.compute())
     return np.asarray(np.from_dlpack(a))

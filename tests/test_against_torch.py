@@ -127,5 +127,5 @@ def geometries(draw):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the backend fixture is stateless
 @given(case=geometries(), seed=st.integers(0, 2**32 - 1))
-def test_drawn_geometries(backend: Backend, case, dtype: str, seed: int) -> None:
-    check_case(backend, case, dtype, seed)
+def test_drawn_geometries(eager_backend: Backend, case, dtype: str, seed: int) -> None:
+    check_case(eager_backend, case, dtype, seed)

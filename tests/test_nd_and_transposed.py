@@ -158,8 +158,8 @@ def transposed_cases(draw):
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=40)
 @given(case=transposed_cases(), seed=st.integers(0, 2**32 - 1))
-def test_drawn_transposed(backend: Backend, case, seed: int) -> None:
-    check_transposed(backend, case, seed)
+def test_drawn_transposed(eager_backend: Backend, case, seed: int) -> None:
+    check_transposed(eager_backend, case, seed)
 
 
 def test_transposed_errors() -> None:

@@ -103,13 +103,15 @@ def _sliced(x: Array, xp: Namespace, window, stride, dilation, out) -> Array:
 
 
 def on_cpu(x: Array, xp: Namespace) -> bool:
-    """True for host-memory arrays: NumPy, torch on the CPU, JAX on the CPU, and unknown libraries."""
-    if is_cupy_namespace(xp):
+    """True for host-memory arrays computed eagerly: NumPy, torch on the CPU, unknown libraries.
+
+    JAX counts as False on any device: under ``jax.jit`` the batch loop would only be unrolled
+    into the traced program, and XLA plans the memory itself.
+    """
+    if is_cupy_namespace(xp) or is_jax_namespace(xp):
         return False
     if is_torch_namespace(xp):
         return x.device.type == "cpu"
-    if is_jax_namespace(xp):
-        return all(d.platform == "cpu" for d in x.devices())
     return True
 
 

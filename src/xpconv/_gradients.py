@@ -26,6 +26,7 @@ from typing import Any
 
 from ._blocks import _dilate, _pad_or_crop
 from ._contract import contract_weights, correlate, scatter_windows
+from ._dask import over_dask_chunks
 from ._geometry import ConvGeometry
 
 Array = Any
@@ -41,6 +42,7 @@ def _spatial_axes(geometry: ConvGeometry) -> tuple[int, ...]:
     return tuple(range(2, 2 + geometry.ndim))
 
 
+@over_dask_chunks(batch_arrays=1, shared_arrays=2)
 def forward(
     x: Array, kernel: Array, bias: Array | None, xp: Namespace, geometry: ConvGeometry, workspace: int
 ) -> Array:
@@ -62,6 +64,7 @@ def forward(
     return z + bias
 
 
+@over_dask_chunks(batch_arrays=1, shared_arrays=1)
 def input_grad(dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, method: str, workspace: int) -> Array:
     """dX, shape ``geometry.input_shape``."""
     stride_one = all(s == 1 for s in geometry.stride)
@@ -117,6 +120,7 @@ def _input_grad_by_correlation(
     )
 
 
+@over_dask_chunks(batch_arrays=2, shared_arrays=0, combine="sum")
 def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, method: str, workspace: int) -> Array:
     """dK, shape ``geometry.kernel_shape``."""
     padded = _pad_or_crop(x, xp, geometry.pads)
@@ -154,5 +158,10 @@ def bias_grad(dz: Array, xp: Namespace, geometry: ConvGeometry, mode: str | None
     """db: dz summed over the batch, and over the positions too when the bias is tied."""
     if mode is None:
         return None
+    return _summed_bias_grad(dz, xp, geometry, mode)
+
+
+@over_dask_chunks(batch_arrays=1, shared_arrays=0, combine="sum")
+def _summed_bias_grad(dz: Array, xp: Namespace, geometry: ConvGeometry, mode: str) -> Array:
     axes = (0, *_spatial_axes(geometry)) if mode == "tied" else (0,)
     return xp.sum(dz, axis=axes, dtype=dz.dtype)

@@ -1,0 +1,101 @@
+"""JAX: arrays with no strides and no in-place writes take the generic path, also under jax.jit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import explicit_pads, torch_reference, torch_transpose_output_shape, torch_transpose_reference
+from test_against_torch import geometries
+from test_nd_and_transposed import TRANSPOSED, transposed_cases
+
+import xpconv
+
+jax = pytest.importorskip("jax", reason="JAX is not installed (extra 'jax')")
+pytest.importorskip("torch", reason="torch autograd is the reference")
+jax.config.update("jax_enable_x64", True)
+jnp = jax.numpy
+
+
+def assert_close(actual, expected) -> None:
+    actual = np.asarray(actual)
+    assert actual.shape == expected.shape
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
+    assert float(np.max(np.abs(actual - expected), initial=0.0)) <= 1e-10 * scale
+
+
+@settings(max_examples=8)
+@given(case=geometries(), seed=st.integers(0, 2**32 - 1), method=st.sampled_from(["auto", "direct", "dilate"]))
+def test_jitted_conv2d_matches_torch(case, seed: int, method: str) -> None:
+    n, c, h, w, f, ksize, stride, padding, dilation, groups = case
+    params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    rng = np.random.default_rng(seed)
+    x, kernel = rng.standard_normal((n, c, h, w)), rng.standard_normal((f, c // groups, *ksize))
+    z_shape = xpconv.conv2d(x, kernel, **params).shape
+    dz = rng.standard_normal(z_shape)
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    pads = explicit_pads(padding, (h, w), ksize, pair(stride), pair(dilation))
+    ref = torch_reference(x, kernel, dz, stride=stride, pads=pads, dilation=dilation, groups=groups)
+
+    @jax.jit
+    def everything(x_, k_, dz_):
+        return (xpconv.conv2d(x_, k_, **params), *xpconv.conv2d_backward(dz_, x_, k_, method=method, **params))
+
+    z, dx, dk, db = everything(jnp.asarray(x), jnp.asarray(kernel), jnp.asarray(dz))
+    assert isinstance(z, jax.Array)
+    for got, expected in zip((z, dx, dk, db), (ref.z, ref.dx, ref.dkernel, ref.dbias_tied)):
+        assert_close(got, expected)
+
+
+def check_jitted_transposed(case, seed: int) -> None:
+    n, c_in, size, f, ksize, stride, padding, output_padding, dilation, groups = case
+    rng = np.random.default_rng(seed)
+    x, kernel = rng.standard_normal((n, c_in, *size)), rng.standard_normal((c_in, f // groups, *ksize))
+    params = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+    dz = rng.standard_normal(torch_transpose_output_shape(x.shape, kernel.shape, **params))
+    ref = torch_transpose_reference(x, kernel, dz, **params)
+
+    @jax.jit
+    def everything(x_, k_, dz_):
+        return (xpconv.conv_transpose(x_, k_, **params), *xpconv.conv_transpose_backward(dz_, x_, k_, **params))
+
+    results = everything(jnp.asarray(x), jnp.asarray(kernel), jnp.asarray(dz))
+    for got, expected in zip(results, (ref.z, ref.dx, ref.dkernel, ref.dbias_tied)):
+        assert_close(got, expected)
+
+
+@pytest.mark.parametrize("case", TRANSPOSED[:4], ids=[f"{len(c[2])}d-{i}" for i, c in enumerate(TRANSPOSED[:4])])
+def test_jitted_conv_transpose(case) -> None:
+    check_jitted_transposed(case, seed=0)
+
+
+@settings(max_examples=6)
+@given(case=transposed_cases(), seed=st.integers(0, 2**32 - 1))
+def test_jitted_drawn_conv_transpose(case, seed: int) -> None:
+    check_jitted_transposed(case, seed)
+
+
+def test_jitted_conv3d_channels_last() -> None:
+    rng = np.random.default_rng(3)
+    x, kernel = rng.standard_normal((2, 3, 5, 4, 6)), rng.standard_normal((4, 3, 2, 3, 2))
+    params = dict(stride=(1, 2, 1), padding=1, dilation=(2, 1, 1))
+    z = xpconv.conv3d(x, kernel, **params)
+    dz = rng.standard_normal(z.shape)
+    ref = torch_reference(
+        x, kernel, dz, stride=params["stride"], pads=((1, 1),) * 3, dilation=params["dilation"], groups=1
+    )
+    last = (0, 2, 3, 4, 1)
+
+    @jax.jit
+    def everything(x_, k_, dz_):
+        return (
+            xpconv.conv3d(x_, k_, layout="channels_last", **params),
+            *xpconv.conv3d_backward(dz_, x_, k_, layout="channels_last", **params),
+        )
+
+    zl, dxl, dk, db = everything(*(jnp.asarray(a) for a in (np.transpose(x, last), kernel, np.transpose(dz, last))))
+    assert_close(zl, np.transpose(ref.z, last))
+    assert_close(dxl, np.transpose(ref.dx, last))
+    assert_close(dk, ref.dkernel)
+    assert_close(db, ref.dbias_tied)
