@@ -32,11 +32,13 @@ from ._api import (
 )
 from ._blocks import dilate, pad, rotate180, windows
 from ._geometry import resolve_padding
+from ._layer import Conv2d
 from ._transpose import conv_transpose, conv_transpose_backward
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Conv2d",
     "conv",
     "conv1d",
     "conv1d_backward",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m xpconv check`` and ``python -m xpconv bench``."""
+"""Command line: ``python -m xpconv demo``, ``check`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -16,12 +16,17 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--cases", type=int, default=24, help="random geometries besides the tutorial's (default 24)")
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--batch", type=int, default=8, help="batch size of the tutorial's example (it used 256)")
-    commands.add_parser("bench", help="time xpconv against torch's conv2d (see --help)", add_help=False)
+    commands.add_parser("bench", help="time xpconv against torch's conv2d (see bench --help)", add_help=False)
+    commands.add_parser("demo", help="train a small CNN on 8x8 digits with xpconv (see demo --help)", add_help=False)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         from ._bench import main as bench
 
         return bench(argv[1:])
+    if argv[:1] == ["demo"]:
+        from ._demo import main as demo
+
+        return demo(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "check":
         from ._check import run_check

@@ -416,7 +416,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for JSON and Markdown")
+    parser.add_argument("--plot", metavar="PATH", help="also draw the forward+backward times as a PNG")
+    parser.add_argument("--from-json", type=Path, metavar="FILE", help="plot or print an earlier run instead of timing")
     args = parser.parse_args(argv)
+    if args.from_json:
+        payload = json.loads(args.from_json.read_text())
+        rows = [Row(**r) for r in payload["rows"]]
+        print(markdown(rows, payload["machine"], payload["command"]))
+        if args.plot:
+            plot(rows, payload["machine"], args.plot)
+            print(f"wrote {args.plot}")
+        return 0
     command = "python -m xpconv bench" + (" " + " ".join(argv) if argv else "")
     rows, machine = run_bench(args.layers, args.device, args.repeats, not args.no_memory)
     text = markdown(rows, machine, command)
@@ -427,4 +437,36 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"command": command, "machine": machine, "rows": [asdict(r) for r in rows], "summary": summary(rows)}
     (args.out / f"{args.device}.json").write_text(json.dumps(payload, indent=1))
     print(f"wrote {args.out / (args.device + '.md')} and {args.out / (args.device + '.json')}")
+    if args.plot:
+        plot(rows, machine, args.plot)
+        print(f"wrote {args.plot}")
     return 0
+
+
+def plot(rows: list[Row], machine: dict, path: str) -> None:
+    """Forward+backward milliseconds per layer, one bar per candidate (log scale)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit('--plot needs matplotlib: pip install "xpconv[demo]"') from None
+    layers = list(dict.fromkeys(r.layer for r in rows))
+    names = list(dict.fromkeys(r.candidate for r in rows))
+    both = {(r.layer, r.candidate): r.seconds * 1e3 for r in rows if r.phase == "both"}
+    figure, axis = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        positions = [j + (i - (len(names) - 1) / 2) * width for j in range(len(layers))]
+        axis.bar(positions, [both.get((layer_name, name), 0) for layer_name in layers], width, label=name)
+    axis.set_xticks(range(len(layers)), layers)
+    axis.set_yscale("log")
+    axis.set_ylabel("forward + backward, ms (median, log scale)")
+    device = machine.get("gpu") or f"{machine.get('cores', '?')} cores, {machine.get('cpu', 'CPU')}"
+    axis.set_title(f"xpconv against torch's conv2d, float32 — {device}")
+    axis.legend(fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
