@@ -135,6 +135,13 @@ def _to_layout(a: Array, xp: Namespace, layout: str) -> Array:
     return xp.permute_dims(a, (0, *range(2, a.ndim), 1))
 
 
+def _bias_to_layout(dbias: Array | None, xp: Namespace, layout: str) -> Array | None:
+    """An untied bias gradient ``(F, *out)`` becomes ``(*out, F)`` for channels-last data."""
+    if dbias is None or dbias.ndim == 1 or layout == "channels_first":
+        return dbias
+    return xp.permute_dims(dbias, (*range(1, dbias.ndim), 0))
+
+
 def _shape_to_channels_first(shape: Sequence[int], layout: str) -> tuple[int, ...]:
     shape = tuple(shape)
     return shape if layout == "channels_first" else (shape[0], shape[-1], *shape[1:-1])
@@ -181,9 +188,7 @@ def _backward(dz, x, kernel, ndim, *, stride, padding, dilation, groups, bias, l
     dx = _gradients.input_grad(dz, kernel, xp, geometry, method, workspace)
     dkernel = _gradients.weight_grad(dz, x, xp, geometry, method, workspace)
     dbias = _gradients.bias_grad(dz, xp, geometry, bias)
-    if dbias is not None and dbias.ndim > 1:
-        dbias = xp.permute_dims(dbias, (*range(1, dbias.ndim), 0)) if layout == "channels_last" else dbias
-    return _to_layout(dx, xp, layout), dkernel, dbias
+    return _to_layout(dx, xp, layout), dkernel, _bias_to_layout(dbias, xp, layout)
 
 
 def _input_grad(dz, kernel, input_shape, ndim, *, stride, padding, dilation, groups, layout, method, workspace_bytes):

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import _gradients
 from ._api import (
+    _bias_to_layout,
     _check_bias_mode,
     _check_bias_shape,
     _check_layout,
@@ -134,16 +135,8 @@ def conv_transpose(
     xp, (x, kernel, bias) = _prepare(x=x, kernel=kernel, bias=bias)
     ndim = _spatial_dims(kernel, None)
     x = _to_channels_first(x, xp, layout, ndim, "x")
-    geometry, appended = _geometry(
-        tuple(x.shape),
-        tuple(kernel.shape),
-        ndim,
-        stride=stride,
-        padding=padding,
-        output_padding=output_padding,
-        dilation=dilation,
-        groups=groups,
-    )
+    params = {"stride": stride, "padding": padding, "output_padding": output_padding, "dilation": dilation}
+    geometry, appended = _geometry(tuple(x.shape), tuple(kernel.shape), ndim, groups=groups, **params)
     z = _gradients.input_grad(x, kernel, xp, geometry, method, resolve_workspace(workspace_bytes))
     if any(appended):
         z = _pad_or_crop(z, xp, tuple((0, a) for a in appended))
@@ -183,16 +176,8 @@ def conv_transpose_backward(
     ndim = _spatial_dims(kernel, None)
     x = _to_channels_first(x, xp, layout, ndim, "x")
     dz = _to_channels_first(dz, xp, layout, ndim, "dz")
-    geometry, appended = _geometry(
-        tuple(x.shape),
-        tuple(kernel.shape),
-        ndim,
-        stride=stride,
-        padding=padding,
-        output_padding=output_padding,
-        dilation=dilation,
-        groups=groups,
-    )
+    params = {"stride": stride, "padding": padding, "output_padding": output_padding, "dilation": dilation}
+    geometry, appended = _geometry(tuple(x.shape), tuple(kernel.shape), ndim, groups=groups, **params)
     output_shape = (*geometry.input_shape[:2], *(n + a for n, a in zip(geometry.input_size, appended)))
     if tuple(dz.shape) != output_shape:
         raise ValueError(
@@ -203,6 +188,4 @@ def conv_transpose_backward(
     dx = _gradients.forward(reached, kernel, None, xp, geometry, workspace)
     dkernel = _gradients.weight_grad(x, reached, xp, geometry, method, workspace)
     dbias = _gradients.bias_grad(dz, xp, geometry, bias)
-    if dbias is not None and dbias.ndim > 1 and layout == "channels_last":
-        dbias = xp.permute_dims(dbias, (*range(1, dbias.ndim), 0))
-    return _to_layout(dx, xp, layout), dkernel, dbias
+    return _to_layout(dx, xp, layout), dkernel, _bias_to_layout(dbias, xp, layout)
