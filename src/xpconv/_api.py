@@ -158,11 +158,22 @@ def _check_bias_mode(bias: object) -> None:
         raise ValueError(f"bias must be 'tied', 'untied' or None, got {bias!r}")
 
 
-def _forward(x, kernel, bias, ndim, *, stride, padding, dilation, groups, layout, workspace_bytes):
+def _prepare_in_layout(layout: str, ndim: int | None, **arrays: Array | None) -> tuple[Namespace, int, dict]:
+    """``_prepare`` the arrays, find the number of spatial axes (from ``kernel`` unless given), and
+    turn ``x`` and ``dz`` channels-first. Returns the namespace, that number and the arrays by name."""
     _check_layout(layout)
-    xp, (x, kernel, bias) = _prepare(x=x, kernel=kernel, bias=bias)
-    ndim = _spatial_dims(kernel, ndim)
-    x = _to_channels_first(x, xp, layout, ndim, "x")
+    xp, cast = _prepare(**arrays)
+    named = dict(zip(arrays, cast))
+    ndim = _spatial_dims(named["kernel"], ndim)
+    for name in ("x", "dz"):
+        if name in named:
+            named[name] = _to_channels_first(named[name], xp, layout, ndim, name)
+    return xp, ndim, named
+
+
+def _forward(x, kernel, bias, ndim, *, stride, padding, dilation, groups, layout, workspace_bytes):
+    xp, ndim, arrays = _prepare_in_layout(layout, ndim, x=x, kernel=kernel, bias=bias)
+    x, kernel, bias = arrays["x"], arrays["kernel"], arrays["bias"]
     geometry = conv_geometry(
         x.shape, kernel.shape, ndim=ndim, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
@@ -175,11 +186,8 @@ def _forward(x, kernel, bias, ndim, *, stride, padding, dilation, groups, layout
 def _backward(dz, x, kernel, ndim, *, stride, padding, dilation, groups, bias, layout, method, workspace_bytes):
     _check_bias_mode(bias)
     _check_method(method)
-    _check_layout(layout)
-    xp, (dz, x, kernel) = _prepare(dz=dz, x=x, kernel=kernel)
-    ndim = _spatial_dims(kernel, ndim)
-    x = _to_channels_first(x, xp, layout, ndim, "x")
-    dz = _to_channels_first(dz, xp, layout, ndim, "dz")
+    xp, ndim, arrays = _prepare_in_layout(layout, ndim, dz=dz, x=x, kernel=kernel)
+    dz, x, kernel = arrays["dz"], arrays["x"], arrays["kernel"]
     geometry = conv_geometry(
         x.shape, kernel.shape, ndim=ndim, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
@@ -193,11 +201,9 @@ def _backward(dz, x, kernel, ndim, *, stride, padding, dilation, groups, bias, l
 
 def _input_grad(dz, kernel, input_shape, ndim, *, stride, padding, dilation, groups, layout, method, workspace_bytes):
     _check_method(method)
-    _check_layout(layout)
-    xp, (dz, kernel) = _prepare(dz=dz, kernel=kernel)
-    ndim = _spatial_dims(kernel, ndim)
+    xp, ndim, arrays = _prepare_in_layout(layout, ndim, dz=dz, kernel=kernel)
+    dz, kernel = arrays["dz"], arrays["kernel"]
     input_shape = _shape_to_channels_first(_shape_argument(input_shape, "input_shape", ndim), layout)
-    dz = _to_channels_first(dz, xp, layout, ndim, "dz")
     geometry = conv_geometry(
         input_shape,
         kernel.shape,

@@ -17,11 +17,8 @@ from ._api import (
     _bias_to_layout,
     _check_bias_mode,
     _check_bias_shape,
-    _check_layout,
     _check_method,
-    _prepare,
-    _spatial_dims,
-    _to_channels_first,
+    _prepare_in_layout,
     _to_layout,
 )
 from ._blocks import _pad_or_crop
@@ -131,10 +128,8 @@ def conv_transpose(
     array([[[1., 1., 3., 2., 2.]]])
     """
     _check_method(method)
-    _check_layout(layout)
-    xp, (x, kernel, bias) = _prepare(x=x, kernel=kernel, bias=bias)
-    ndim = _spatial_dims(kernel, None)
-    x = _to_channels_first(x, xp, layout, ndim, "x")
+    xp, ndim, arrays = _prepare_in_layout(layout, None, x=x, kernel=kernel, bias=bias)
+    x, kernel, bias = arrays["x"], arrays["kernel"], arrays["bias"]
     params = {"stride": stride, "padding": padding, "output_padding": output_padding, "dilation": dilation}
     geometry, appended = _geometry(tuple(x.shape), tuple(kernel.shape), ndim, groups=groups, **params)
     z = _gradients.input_grad(x, kernel, xp, geometry, method, resolve_workspace(workspace_bytes))
@@ -171,11 +166,8 @@ def conv_transpose_backward(
     """
     _check_bias_mode(bias)
     _check_method(method)
-    _check_layout(layout)
-    xp, (dz, x, kernel) = _prepare(dz=dz, x=x, kernel=kernel)
-    ndim = _spatial_dims(kernel, None)
-    x = _to_channels_first(x, xp, layout, ndim, "x")
-    dz = _to_channels_first(dz, xp, layout, ndim, "dz")
+    xp, ndim, arrays = _prepare_in_layout(layout, None, dz=dz, x=x, kernel=kernel)
+    dz, x, kernel = arrays["dz"], arrays["x"], arrays["kernel"]
     params = {"stride": stride, "padding": padding, "output_padding": output_padding, "dilation": dilation}
     geometry, appended = _geometry(tuple(x.shape), tuple(kernel.shape), ndim, groups=groups, **params)
     output_shape = (*geometry.input_shape[:2], *(n + a for n, a in zip(geometry.input_size, appended)))
