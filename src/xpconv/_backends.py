@@ -29,7 +29,7 @@ from array_api_compat import (
 Array = Any
 Namespace = Any
 
-__all__ = ["add_into", "on_cpu", "set_into", "window_view"]
+__all__ = ["add_into", "on_cpu", "set_into", "tap_slices", "window_view"]
 
 
 def window_view(
@@ -97,9 +97,13 @@ def _sliced(x: Array, xp: Namespace, window, stride, dilation, out) -> Array:
         return xp.reshape(xp.stack(pieces, axis=x.ndim - n), (*lead_shape, *out, *window))
     taps = []
     for offsets in itertools.product(*(range(k) for k in window)):
-        index = tuple(slice(k * d, k * d + s * (o - 1) + 1, s) for k, s, d, o in zip(offsets, stride, dilation, out))
-        taps.append(x[(..., *index)])
+        taps.append(x[(..., *tap_slices(offsets, stride, dilation, out))])
     return xp.reshape(xp.stack(taps, axis=-1), (*lead_shape, *out, *window))
+
+
+def tap_slices(offsets, stride, dilation, out) -> tuple[slice, ...]:
+    """The positions kernel tap ``offsets`` reads for all ``out`` windows: ``k*d + o*s`` per axis."""
+    return tuple(slice(k * d, k * d + s * (o - 1) + 1, s) for k, s, d, o in zip(offsets, stride, dilation, out))
 
 
 def on_cpu(x: Array, xp: Namespace) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 
 from array_api_compat import device as device_of
 
-from ._backends import add_into, on_cpu, window_view
+from ._backends import add_into, on_cpu, tap_slices, window_view
 
 Array = Any
 Namespace = Any
@@ -205,9 +205,7 @@ def scatter_windows(
         columns = xp.reshape(xp.matmul(weights_t, grads), (rows, channels, *ksize, *out))
         padded = xp.zeros((rows, channels, *padded_size), dtype=dz.dtype, device=device_of(dz))
         for offsets in itertools.product(*(range(k) for k in ksize)):
-            target = tuple(
-                slice(k * d, k * d + s * (o - 1) + 1, s) for k, s, d, o in zip(offsets, stride, dilation, out)
-            )
+            target = tap_slices(offsets, stride, dilation, out)
             padded = add_into(
                 padded, xp, (slice(None), slice(None), *target), columns[(slice(None), slice(None), *offsets, ...)]
             )
