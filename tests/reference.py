@@ -86,3 +86,12 @@ def _leaf(a):
     import torch
 
     return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True)
+
+
+WINOGRAD_REFUSAL = r"method='winograd' cannot compute this convolution"
+
+
+def winograd_applies(kernel_size, stride, dtype="float64") -> bool:
+    """Where method='winograd' must compute (2-D, 3x3, stride 1, floating point); elsewhere it must refuse."""
+    strides = (stride,) * len(kernel_size) if isinstance(stride, int) else tuple(stride)
+    return tuple(kernel_size) == (3, 3) and all(s == 1 for s in strides) and "float" in str(dtype)

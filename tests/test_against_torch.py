@@ -7,14 +7,14 @@ import pytest
 from conftest import Backend, to_numpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import explicit_pads, torch_reference
+from reference import WINOGRAD_REFUSAL, explicit_pads, torch_reference, winograd_applies
 
 import xpconv
 
 pytest.importorskip("torch", reason="torch autograd is the reference")
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
-METHODS = ("auto", "direct", "dilate")
+METHODS = ("auto", "direct", "dilate", "winograd")
 
 # (N, C, H, W, F, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -32,6 +32,16 @@ CASES = [
     (2, 2, 5, 5, 2, (5, 5), 1, "valid", 1, 1),  # kernel the size of the input
     (2, 2, 4, 4, 2, (3, 3), 2, 3, 1, 1),  # padding larger than the kernel reach
     (1, 6, 9, 7, 6, (2, 3), (3, 2), "same", (3, 2), 3),
+]
+# 3x3 at stride 1, where "winograd" computes: sizes off the 4x4 tile, every padding form, groups,
+# depthwise with a channel multiplier, dilation (phase sub-images), padding beyond the kernel's reach
+CASES += [
+    (2, 3, 9, 11, 5, (3, 3), 1, ((2, 0), (1, 3)), 1, 1),
+    (2, 4, 13, 6, 6, (3, 3), 1, "same", (2, 3), 2),
+    (3, 3, 10, 9, 6, (3, 3), 1, 1, 1, 3),
+    (1, 2, 3, 3, 2, (3, 3), 1, "valid", 1, 1),
+    (2, 2, 5, 4, 3, (3, 3), 1, 3, 1, 1),
+    (2, 4, 12, 14, 4, (3, 3), 1, (2, 1), 2, 4),
 ]
 # (padded size - dilated kernel) mod stride = 0, 1, 2, 3 on both axes at stride 4
 CASES += [(2, 2, 3 + 4 * 2 + r, 3 + 4 + r, 3, (3, 3), 4, "valid", 1, 1) for r in range(4)]
@@ -74,6 +84,13 @@ def check_case(backend: Backend, case, dtype: str, seed: int) -> None:
     assert_close(xpconv.conv2d(X, K, **geometry), ref.z, tol, "z (no bias)")
 
     for method in METHODS:
+        if method == "winograd" and not winograd_applies(ksize, stride):
+            with pytest.raises(ValueError, match=WINOGRAD_REFUSAL):
+                xpconv.conv2d(X, K, method=method, **geometry)
+            with pytest.raises(ValueError, match=WINOGRAD_REFUSAL):
+                xpconv.conv2d_backward(DZ, X, K, method=method, **geometry)
+            continue
+        assert_close(xpconv.conv2d(X, K, B, method=method, **geometry), ref.z + bias[:, None, None], tol, method)
         dx, dk, db = xpconv.conv2d_backward(DZ, X, K, method=method, **geometry)
         assert type(dx) is type(X) and dx.dtype == X.dtype
         assert_close(dx, ref.dx, tol, f"dx ({method})")
@@ -93,7 +110,8 @@ def test_table(backend: Backend, case, dtype: str) -> None:
 
 
 @st.composite
-def geometries(draw):
+def geometries(draw, kernel_size=None, stride=None):
+    """Any 2-D geometry; ``kernel_size`` and ``stride`` fix those two (Winograd's 3x3 at stride 1)."""
     kind = draw(st.sampled_from(["dense", "grouped", "depthwise"]))
     if kind == "depthwise":
         groups = draw(st.integers(1, 4))
@@ -101,8 +119,8 @@ def geometries(draw):
     else:
         groups = 1 if kind == "dense" else draw(st.integers(2, 3))
         c, f = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
-    ksize = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    ksize = kernel_size or (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = stride or (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     padding = draw(
         st.one_of(
@@ -118,7 +136,10 @@ def geometries(draw):
         pads = explicit_pads(padding, (1, 1), ksize, stride, dilation)[axis] if padding != "same" else (0, 0)
         smallest = max(1, span - sum(pads))
         # residue of (padded - span) mod stride drawn explicitly, so every remainder occurs
-        size.append(smallest + draw(st.integers(0, 3)) * stride[axis] + draw(st.integers(0, stride[axis] - 1)))
+        extra = draw(st.integers(0, 3)) * stride[axis] + draw(st.integers(0, stride[axis] - 1))
+        if kernel_size:  # residues modulo the 4x4 output tile matter there
+            extra += draw(st.integers(0, 9))
+        size.append(smallest + extra)
     n = draw(st.integers(1, 3))
     stride_arg = stride if stride[0] != stride[1] else stride[0]
     return (n, c, *size, f, ksize, stride_arg, padding, dilation, groups)
@@ -128,4 +149,12 @@ def geometries(draw):
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the backend fixture is stateless
 @given(case=geometries(), seed=st.integers(0, 2**32 - 1))
 def test_drawn_geometries(eager_backend: Backend, case, dtype: str, seed: int) -> None:
+    check_case(eager_backend, case, dtype, seed)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=geometries(kernel_size=(3, 3), stride=(1, 1)), seed=st.integers(0, 2**32 - 1))
+def test_drawn_winograd_geometries(eager_backend: Backend, case, dtype: str, seed: int) -> None:
+    """3x3 at stride 1: every method, "winograd" included, on drawn padding, dilation, groups and sizes."""
     check_case(eager_backend, case, dtype, seed)

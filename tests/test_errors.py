@@ -56,6 +56,29 @@ CASES = {
     "zero groups": (lambda: conv(groups=0), ValueError, r"groups must be positive"),
     "unknown bias mode": (lambda: backward(bias="shared"), ValueError, r"bias must be 'tied', 'untied' or None"),
     "unknown method": (lambda: backward(method="fft"), ValueError, r"method must be one of"),
+    "unknown forward method": (lambda: conv(method="fft"), ValueError, r"method must be one of"),
+    "winograd on 5x5": (
+        lambda: conv(kernel=np.ones((6, 2, 5, 5)), method="winograd"),
+        ValueError,
+        r"method='winograd' cannot compute this convolution: it needs a 3x3 kernel, got 5x5",
+    ),
+    "winograd at stride 2": (
+        lambda: backward(dz=np.ones((2, 6, 3, 3)), stride=2, method="winograd"),
+        ValueError,
+        r"method='winograd' cannot .*: it needs stride 1, got stride \(2, 2\)",
+    ),
+    "winograd in 3-D": (
+        lambda: xpconv.conv(np.ones((1, 1, 4, 4, 4)), np.ones((1, 1, 3, 3, 3)), method="winograd"),
+        ValueError,
+        r"method='winograd' cannot .*: it needs 2 spatial axes, got 3",
+    ),
+    "winograd on integers": (
+        lambda: conv(
+            x=np.ones((2, 4, 8, 8), dtype=np.int32), kernel=np.ones((6, 2, 3, 3), dtype=np.int32), method="winograd"
+        ),
+        ValueError,
+        r"method='winograd' cannot .*: its transforms are fractional and would make int32 results inexact",
+    ),
     "list input": (lambda: conv(x=x.tolist()), TypeError, r"x must be an array"),
     "bool input": (lambda: conv(x=x > 0, kernel=kernel > 0), TypeError, r"real floating or integer dtype"),
     "complex input": (lambda: conv(x=x + 0j), TypeError, r"real floating or integer dtype"),

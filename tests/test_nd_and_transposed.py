@@ -7,14 +7,21 @@ import pytest
 from conftest import Backend, to_numpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import explicit_pads, torch_reference, torch_transpose_output_shape, torch_transpose_reference
+from reference import (
+    WINOGRAD_REFUSAL,
+    explicit_pads,
+    torch_reference,
+    torch_transpose_output_shape,
+    torch_transpose_reference,
+    winograd_applies,
+)
 
 import xpconv
 
 pytest.importorskip("torch", reason="torch autograd is the reference")
 
 TOL = 1e-10
-METHODS = ("auto", "direct", "dilate")
+METHODS = ("auto", "direct", "dilate", "winograd")
 WRAPPERS = {
     1: (xpconv.conv1d, xpconv.conv1d_backward, xpconv.conv1d_input_grad, xpconv.conv1d_weight_grad),
     2: (xpconv.conv2d, xpconv.conv2d_backward, xpconv.conv2d_input_grad, xpconv.conv2d_weight_grad),
@@ -31,6 +38,8 @@ CASES = [
     (1, 4, (6, 5, 5), 4, (3, 1, 2), 2, "same", (1, 1, 2), 4),
     (2, 3, (4, 4, 4), 3, (3, 3, 3), 1, "valid", 1, 1),
     (1, 2, (7, 5, 6), 4, (2, 2, 2), (3, 2, 4), (0, 1, (2, 0)), 1, 2),
+    (2, 4, (9, 6), 4, (3, 3), 1, ((1, 2), (0, 1)), (2, 1), 2),  # Winograd's, channels-last too
+    (2, 3, (7, 10), 3, (3, 3), 1, "same", 1, 3),
 ]
 
 
@@ -65,6 +74,11 @@ def check_conv(backend: Backend, case, seed: int) -> None:
     close(xpconv.conv(X, K, **params), ref.z, "conv")
     close(forward(X, K, **params), ref.z, f"conv{ndim}d")
     for method in METHODS:
+        if method == "winograd" and not (ndim == 2 and winograd_applies(ksize, stride)):
+            with pytest.raises(ValueError, match=WINOGRAD_REFUSAL):
+                xpconv.conv_backward(DZ, X, K, method=method, **params)
+            continue
+        close(xpconv.conv(X, K, method=method, **params), ref.z, f"conv {method}")
         dx, dk, db = xpconv.conv_backward(DZ, X, K, method=method, **params)
         close(dx, ref.dx, f"dx {method}")
         close(dk, ref.dkernel, f"dkernel {method}")
@@ -78,6 +92,12 @@ def check_conv(backend: Backend, case, seed: int) -> None:
     last = (0, *range(2, ndim + 2), 1)
     XL, DZL = backend.asarray(np.transpose(x, last)), backend.asarray(np.transpose(dz, last))
     close(xpconv.conv(XL, K, layout="channels_last", **params), np.transpose(ref.z, last), "z channels-last")
+    for method in METHODS if ndim == 2 and winograd_applies(ksize, stride) else ("auto",):
+        z = xpconv.conv(XL, K, layout="channels_last", method=method, **params)
+        close(z, np.transpose(ref.z, last), f"z channels-last {method}")
+        dx, dk, _ = xpconv.conv_backward(DZL, XL, K, layout="channels_last", method=method, **params)
+        close(dx, np.transpose(ref.dx, last), f"dx channels-last {method}")
+        close(dk, ref.dkernel, f"dkernel channels-last {method}")
     dx, dk, db = xpconv.conv_backward(DZL, XL, K, bias="untied", layout="channels_last", **params)
     close(dx, np.transpose(ref.dx, last), "dx channels-last")
     close(dk, ref.dkernel, "dkernel channels-last")
@@ -109,6 +129,7 @@ TRANSPOSED = [
     (2, 4, (3, 4), 4, (2, 2), 3, 1, (2, 0), 1, 4),
     (1, 2, (3, 3, 2), 3, (2, 2, 3), (2, 1, 2), (0, 1, 1), (1, 0, 1), 1, 1),
     (1, 2, (2, 3, 2), 4, (3, 2, 2), 1, 1, 0, (2, 1, 1), 2),
+    (2, 4, (5, 7), 6, (3, 3), 1, (1, 2), 0, (1, 2), 2),  # stride 1, 3x3: Winograd's
 ]
 
 
@@ -127,6 +148,11 @@ def check_transposed(backend: Backend, case, seed: int) -> None:
     with_bias = ref.z + bias.reshape(-1, *[1] * len(size))
     close(xpconv.conv_transpose(X, K, backend.asarray(bias), **params), with_bias, "bias")
     for method in METHODS:
+        if method == "winograd" and not (len(size) == 2 and winograd_applies(ksize, stride)):
+            with pytest.raises(ValueError, match=WINOGRAD_REFUSAL):
+                xpconv.conv_transpose_backward(DZ, X, K, method=method, **params)
+            continue
+        close(xpconv.conv_transpose(X, K, method=method, **params), ref.z, f"conv_transpose {method}")
         dx, dk, db = xpconv.conv_transpose_backward(DZ, X, K, method=method, **params)
         close(dx, ref.dx, f"dx {method}")
         close(dk, ref.dkernel, f"dkernel {method}")

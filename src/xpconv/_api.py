@@ -171,7 +171,8 @@ def _prepare_in_layout(layout: str, ndim: int | None, **arrays: Array | None) ->
     return xp, ndim, named
 
 
-def _forward(x, kernel, bias, ndim, *, stride, padding, dilation, groups, layout, workspace_bytes):
+def _forward(x, kernel, bias, ndim, *, stride, padding, dilation, groups, layout, method, workspace_bytes):
+    _check_method(method)
     xp, ndim, arrays = _prepare_in_layout(layout, ndim, x=x, kernel=kernel, bias=bias)
     x, kernel, bias = arrays["x"], arrays["kernel"], arrays["bias"]
     geometry = conv_geometry(
@@ -179,7 +180,7 @@ def _forward(x, kernel, bias, ndim, *, stride, padding, dilation, groups, layout
     )
     if bias is not None:
         _check_bias_shape(bias, geometry.out_channels, geometry.output_size)
-    z = _gradients.forward(x, kernel, bias, xp, geometry, resolve_workspace(workspace_bytes))
+    z = _gradients.forward(x, kernel, bias, xp, geometry, resolve_workspace(workspace_bytes), method)
     return _to_layout(z, xp, layout)
 
 
@@ -254,6 +255,7 @@ def conv(
     dilation: IntOrTuple = 1,
     groups: int = 1,
     layout: str = "channels_first",
+    method: str = "auto",
     workspace_bytes: int | None = None,
 ) -> Array:
     """Convolution (cross-correlation, as in deep learning) with any number of spatial axes.
@@ -268,6 +270,8 @@ def conv(
         axis (both sides) or one ``(before, after)`` pair per axis
     groups : int dividing C and F; ``groups == C`` is a depthwise convolution
     layout : ``"channels_first"`` or ``"channels_last"`` (for x and the result; the kernel keeps its layout)
+    method : ``"auto"`` (default), ``"winograd"`` (2-D 3x3 stride-1 floating point only; a
+        ``ValueError`` elsewhere), ``"direct"`` or ``"dilate"`` (both the column-matrix correlation here)
     workspace_bytes : limit of the temporary window buffer (default ``$XPCONV_WORKSPACE_BYTES`` or 256 MiB)
 
     Returns
@@ -293,6 +297,7 @@ def conv(
         dilation=dilation,
         groups=groups,
         layout=layout,
+        method=method,
         workspace_bytes=workspace_bytes,
     )
 
@@ -316,8 +321,9 @@ def conv_backward(
     ``dz`` is the gradient with respect to the output ``z`` (in ``layout``); the other arguments are
     those of the forward call. ``bias="tied"`` gives ``dbias`` of shape ``(F,)``, ``"untied"`` the
     output's spatial shape with F first (channels-first) or last (channels-last), ``None`` gives
-    ``None``. ``method``: ``"auto"`` (default), ``"direct"`` or ``"dilate"`` (the tutorial's, which
-    multiplies the zeros it inserts); see ``xpconv._gradients``.
+    ``None``. ``method``: ``"auto"`` (default), ``"winograd"`` (2-D 3x3 stride-1 floating point
+    only), ``"direct"`` or ``"dilate"`` (the tutorial's, which multiplies the zeros it inserts); see
+    ``xpconv._gradients``.
 
     >>> import numpy as np
     >>> dx, dkernel, dbias = conv_backward(np.ones((1, 1, 3)), np.arange(5.0)[None, None], np.ones((1, 1, 3)))
@@ -455,6 +461,7 @@ conv2d = _fixed_dims(
     padding : ``"valid"``, ``"same"``, int, ``(ph, pw)`` or ``((top, bottom), (left, right))``
     groups : int dividing C and F; ``groups == C`` is a depthwise convolution
     layout : ``"channels_first"`` (default) or ``"channels_last"``: x ``(N, H, W, C)``, z ``(N, Oh, Ow, F)``
+    method : ``"auto"`` (default), ``"winograd"`` (3x3 kernels at stride 1, floating point), ``"direct"``
     workspace_bytes : limit of the temporary window buffer (default ``$XPCONV_WORKSPACE_BYTES`` or 256 MiB)
 
     Returns
@@ -481,7 +488,8 @@ conv2d_backward = _fixed_dims(
     ``dz`` is the gradient with respect to the output ``z``; the other arguments are those of the
     forward call. ``bias="tied"`` gives ``dbias`` of shape ``(F,)``, ``"untied"`` ``(F, Oh, Ow)`` and
     ``None`` gives ``dbias = None``. ``method`` picks the algorithm: ``"auto"`` (fastest),
-    ``"direct"`` or ``"dilate"`` (the tutorial's, which multiplies the zeros it inserts).
+    ``"winograd"`` (3x3 kernels at stride 1, floating point), ``"direct"`` or ``"dilate"`` (the
+    tutorial's, which multiplies the zeros it inserts).
 
     Examples
     --------

@@ -30,14 +30,18 @@ import numpy as np
 from . import _api
 from ._geometry import conv_geometry
 
-# name: (N, C, H, W, F, kernel, stride, padding, groups), float32
+# name: (N, C, H, W, F, kernel, stride, padding, dilation, groups), float32
 LAYERS: dict[str, tuple[int, ...]] = {
-    "resnet3x3": (16, 64, 56, 56, 64, 3, 1, 1, 1),
-    "down3x3s2": (16, 64, 56, 56, 128, 3, 2, 1, 1),
-    "pointwise": (16, 256, 28, 28, 64, 1, 1, 0, 1),
-    "stem7x7s2": (8, 3, 112, 112, 64, 7, 2, 3, 1),
-    "mnist5x5": (64, 1, 28, 28, 8, 5, 1, 0, 1),
-    "depthwise": (16, 128, 28, 28, 128, 3, 1, 1, 128),
+    "resnet3x3": (16, 64, 56, 56, 64, 3, 1, 1, 1, 1),
+    "resnet14x14": (16, 256, 14, 14, 256, 3, 1, 1, 1, 1),
+    "dilated3x3": (8, 128, 32, 32, 128, 3, 1, 2, 2, 1),
+    "depthwise": (16, 128, 28, 28, 128, 3, 1, 1, 1, 128),
+    "depthwise14x14": (16, 256, 14, 14, 256, 3, 1, 1, 1, 256),
+    "depthwise5x5": (16, 128, 28, 28, 128, 5, 1, 2, 1, 128),
+    "down3x3s2": (16, 64, 56, 56, 128, 3, 2, 1, 1, 1),
+    "pointwise": (16, 256, 28, 28, 64, 1, 1, 0, 1, 1),
+    "stem7x7s2": (8, 3, 112, 112, 64, 7, 2, 3, 1, 1),
+    "mnist5x5": (64, 1, 28, 28, 8, 5, 1, 0, 1, 1),
 }
 PHASES = ("forward", "backward", "both")
 REFERENCE = "torch native"
@@ -55,11 +59,12 @@ class Layer:
     kernel: int
     stride: int
     padding: int
+    dilation: int
     groups: int
 
     @property
     def params(self) -> dict:
-        return {"stride": self.stride, "padding": self.padding, "groups": self.groups}
+        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
 
     @property
     def forward_flops(self) -> int:
@@ -145,7 +150,13 @@ def _jax_runner(spec: Layer) -> Runner:
 
     def conv(x_, k_):
         return jax.lax.conv_general_dilated(
-            x_, k_, (spec.stride,) * 2, pad, feature_group_count=spec.groups, dimension_numbers=("NCHW", "OIHW", "NCHW")
+            x_,
+            k_,
+            (spec.stride,) * 2,
+            pad,
+            rhs_dilation=(spec.dilation,) * 2,
+            feature_group_count=spec.groups,
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
         )
 
     forward_jit = jax.jit(conv)
@@ -164,34 +175,45 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def candidates(device: str) -> dict[str, tuple[Callable[[Layer], Runner], Callable[[], None]]]:
-    """name -> (make runner, synchronise)."""
-    found: dict[str, tuple[Callable[[Layer], Runner], Callable[[], None]]] = {}
-    if device == "cpu":
-        found["xpconv numpy"] = (_xpconv_runner(np.asarray), lambda: None)
-        if _installed("torch"):
-            import torch
+# Candidates by name: (module it needs, device it runs on). Each is built in its own worker process,
+# which imports only that library.
+CPU_CANDIDATES = {
+    "xpconv numpy": "numpy",
+    "xpconv torch": "torch",
+    REFERENCE: "torch",
+    "jax": "jax",
+    "xpconv numpy direct": "numpy",
+    "xpconv numpy dilate": "numpy",
+}
+DEFAULT_CPU_CANDIDATES = ("xpconv numpy", "xpconv torch", REFERENCE, "jax")
+CUDA_CANDIDATES = {"xpconv cupy": "cupy", "xpconv torch cuda": "torch", REFERENCE: "torch"}
 
-            found["xpconv torch"] = (_xpconv_runner(torch.from_numpy), lambda: None)
-            found[REFERENCE] = (_torch_native_runner("cpu"), lambda: None)
-        if _installed("jax"):
-            found["jax"] = (_jax_runner, lambda: None)
-        found["xpconv numpy dilate"] = (_xpconv_runner(np.asarray, method="dilate"), lambda: None)
-        return found
-    import torch
 
-    sync = torch.cuda.synchronize
-    if _installed("cupy"):
+def available(device: str, names: list[str] | None = None) -> list[str]:
+    """The candidates whose library is installed (by default the usual ones)."""
+    table = CPU_CANDIDATES if device == "cpu" else CUDA_CANDIDATES
+    chosen = names or (list(DEFAULT_CPU_CANDIDATES) if device == "cpu" else list(CUDA_CANDIDATES))
+    return [name for name in chosen if _installed(table[name])]
+
+
+def make_runner(name: str, device: str, spec: Layer) -> tuple[Runner, Callable[[], None]]:
+    """The three timed callables of one candidate on one layer, and its synchronise."""
+    no_sync: Callable[[], None] = lambda: None  # noqa: E731
+    if name == "jax":
+        return _jax_runner(spec), no_sync
+    if name.startswith("xpconv numpy"):
+        method = name.removeprefix("xpconv numpy").strip() or "auto"
+        return _xpconv_runner(np.asarray, method)(spec), no_sync
+    if name == "xpconv cupy":
         import cupy
 
-        found["xpconv cupy"] = (_xpconv_runner(cupy.asarray), cupy.cuda.Device().synchronize)
-    found["xpconv torch cuda"] = (_xpconv_runner(lambda a: torch.asarray(a, device="cuda")), sync)
-    found[REFERENCE] = (_torch_native_runner("cuda"), sync)
-    found["xpconv torch cuda dilate"] = (
-        _xpconv_runner(lambda a: torch.asarray(a, device="cuda"), method="dilate"),
-        sync,
-    )
-    return found
+        return _xpconv_runner(cupy.asarray)(spec), cupy.cuda.Device().synchronize
+    import torch
+
+    sync = torch.cuda.synchronize if device == "cuda" else no_sync
+    if name == REFERENCE:
+        return _torch_native_runner(device)(spec), sync
+    return _xpconv_runner(lambda a: torch.asarray(a, device=device))(spec), sync
 
 
 def _time(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
@@ -202,23 +224,67 @@ def _time(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def time_layer(spec: Layer, device: str, repeats: int, names: list[str]) -> dict[str, dict[str, float]]:
-    """Median seconds per candidate and phase, candidates interleaved in a rotating order."""
-    found = candidates(device)
-    runners = {name: (found[name][0](spec), found[name][1]) for name in names}
-    for runner, sync in runners.values():  # warm-up: allocators, thread pools, JIT
-        for fn in runner:
-            _time(fn, sync)
+def serve(name: str, device: str) -> None:
+    """Worker process: for each layer (JSON) read on stdin, one timed round of the three phases.
+
+    The first request for a layer also warms it up (allocators, thread pools, JIT compilation).
+    """
+    runners: dict[str, tuple[Runner, Callable[[], None]]] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        key = json.dumps(request, sort_keys=True)
+        if key not in runners:
+            runners[key] = make_runner(name, device, Layer(**request))
+            for fn in runners[key][0]:
+                _time(fn, runners[key][1])
+        runner, sync = runners[key]
+        print(json.dumps({phase: _time(fn, sync) for phase, fn in zip(PHASES, runner)}), flush=True)
+
+
+class Workers:
+    """One worker process per candidate, kept for the whole run: torch's and NumPy's thread pools
+    never share a process (in one process their idle threads spin and slow each other down)."""
+
+    def __init__(self, names: list[str], device: str) -> None:
+        self.processes = {
+            name: subprocess.Popen(
+                [sys.executable, "-c", f"from xpconv._bench import serve; serve({name!r}, {device!r})"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for name in names
+        }
+
+    def round(self, name: str, spec: Layer) -> dict[str, float]:
+        process = self.processes[name]
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(json.dumps(asdict(spec)) + "\n")
+        process.stdin.flush()
+        answer = process.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the benchmark worker for {name!r} stopped (layer {spec.name})")
+        return json.loads(answer)
+
+    def close(self) -> None:
+        for process in self.processes.values():
+            if process.stdin:
+                process.stdin.close()
+            process.wait(timeout=60)
+
+
+def time_layer(spec: Layer, workers: Workers, repeats: int) -> dict[str, dict[str, float]]:
+    """Median seconds per candidate and phase; each repeat runs every candidate once, in a rotating order."""
+    names = list(workers.processes)
     samples: dict[str, dict[str, list[float]]] = {n: {p: [] for p in PHASES} for n in names}
     for repeat in range(repeats):
         order = names[repeat % len(names) :] + names[: repeat % len(names)]
         for name in order:
-            # Idle thread pools of the previous candidate (OpenBLAS, OpenMP) spin for a while after
-            # their last call and steal cores from the next one; let them fall asleep first.
+            # The previous worker's idle thread pools (OpenBLAS, OpenMP) spin for a while after their
+            # last call and steal cores from the next one; let them fall asleep first.
             time.sleep(PAUSE_SECONDS)
-            runner, sync = runners[name]
-            for phase, fn in zip(PHASES, runner):
-                samples[name][phase].append(_time(fn, sync))
+            for phase, seconds in workers.round(name, spec).items():
+                samples[name][phase].append(seconds)
     return {n: {p: statistics.median(v) for p, v in phases.items()} for n, phases in samples.items()}
 
 
@@ -227,11 +293,9 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def peak_memory(layer_name: str, candidate: str, device: str) -> int:
+def peak_memory(spec: Layer, candidate: str, device: str) -> int:
     """Peak extra bytes of one forward+backward, in this process (call it in a fresh one)."""
-    spec = layer(layer_name)
-    make, sync = candidates(device)[candidate]
-    both = make(spec)[2]
+    (_, _, both), sync = make_runner(candidate, device, spec)
     if device != "cpu":
         import torch
 
@@ -272,10 +336,10 @@ def peak_memory(layer_name: str, candidate: str, device: str) -> int:
     return peak - baseline
 
 
-def _memory_in_subprocess(layer_name: str, candidate: str, device: str) -> int | None:
+def _memory_in_subprocess(spec: Layer, candidate: str, device: str) -> int | None:
     code = (
-        "import sys; from xpconv._bench import peak_memory; "
-        f"print(peak_memory({layer_name!r}, {candidate!r}, {device!r}))"
+        "from xpconv._bench import Layer, peak_memory; "
+        f"print(peak_memory(Layer(**{asdict(spec)!r}), {candidate!r}, {device!r}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
@@ -303,11 +367,12 @@ def machine_description(device: str) -> dict[str, str]:
     except ImportError:
         pass
     if _installed("torch"):
-        import torch
+        from importlib.metadata import version
 
-        description["torch"] = torch.__version__
-        description["torch threads"] = str(torch.get_num_threads())
+        description["torch"] = version("torch")  # not imported here: the parent process stays idle
         if device == "cuda":
+            import torch
+
             description["gpu"] = torch.cuda.get_device_name()
     return description
 
@@ -324,39 +389,44 @@ class Row:
 
 
 def run_bench(
-    layers: list[str], device: str = "cpu", repeats: int = 7, memory: bool = True, print_fn=print
+    layers: list[str],
+    device: str = "cpu",
+    repeats: int = 7,
+    memory: bool = True,
+    names: list[str] | None = None,
+    print_fn: Callable[[str], None] = print,
 ) -> tuple[list[Row], dict]:
-    names = list(candidates(device))
+    names = available(device, names)
     rows: list[Row] = []
-    for name in layers:
-        spec = layer(name)
-        medians = time_layer(spec, device, repeats, names)
-        peaks = {c: _memory_in_subprocess(name, c, device) for c in names} if memory else {}
-        for candidate in names:
-            for phase in PHASES:
-                seconds = medians[candidate][phase]
-                reference = medians.get(REFERENCE, {}).get(phase)
-                flops = spec.forward_flops * {"forward": 1, "backward": 2, "both": 3}[phase]
-                peak = peaks.get(candidate) if phase == "both" else None
-                rows.append(
-                    Row(
-                        name,
-                        candidate,
-                        phase,
-                        seconds,
-                        seconds / reference if reference else None,
-                        flops / seconds / 1e9,
-                        None if peak is None else peak / 2**20,
-                    )
+    workers = Workers(names, device)
+    try:
+        for name in layers:
+            spec = layer(name)
+            medians = time_layer(spec, workers, repeats)
+            peaks = {c: _memory_in_subprocess(spec, c, device) for c in names} if memory else {}
+            rows += _rows(spec, medians, peaks)
+            both = {r.candidate: r for r in rows if r.layer == name and r.phase == "both"}
+            print_fn(
+                f"{name}: "
+                + ", ".join(
+                    f"{c} {r.seconds * 1e3:.1f} ms" + (f" ({r.ratio:.2f}x)" if r.ratio else "") for c, r in both.items()
                 )
-        both = {r.candidate: r for r in rows if r.layer == name and r.phase == "both"}
-        print_fn(
-            f"{name}: "
-            + ", ".join(
-                f"{c} {r.seconds * 1e3:.1f} ms" + (f" ({r.ratio:.2f}x)" if r.ratio else "") for c, r in both.items()
             )
-        )
+    finally:
+        workers.close()
     return rows, machine_description(device)
+
+
+def _rows(spec: Layer, medians: dict[str, dict[str, float]], peaks: dict[str, int | None]) -> list[Row]:
+    rows = []
+    for candidate, phases in medians.items():
+        for phase, seconds in phases.items():
+            reference = medians.get(REFERENCE, {}).get(phase)
+            flops = spec.forward_flops * {"forward": 1, "backward": 2, "both": 3}[phase]
+            peak = peaks.get(candidate) if phase == "both" else None
+            ratio = seconds / reference if reference else None
+            rows.append(Row(spec.name, candidate, phase, seconds, ratio, flops / seconds / 1e9, peak and peak / 2**20))
+    return rows
 
 
 def summary(rows: list[Row]) -> dict[str, dict[str, float]]:
@@ -413,12 +483,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xpconv bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--layers", nargs="+", choices=list(LAYERS), default=list(LAYERS))
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        choices=sorted(set(CPU_CANDIDATES) | set(CUDA_CANDIDATES)),
+        help="what to time (default: xpconv on NumPy and torch, torch native, JAX; those installed)",
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for JSON and Markdown")
     parser.add_argument("--plot", metavar="PATH", help="also draw the forward+backward times as a PNG")
     parser.add_argument("--from-json", type=Path, metavar="FILE", help="plot or print an earlier run instead of timing")
+    parser.add_argument("--sweep", action="store_true", help="time a 3x3 layer against batch size and image size")
+    parser.add_argument(
+        "--accuracy", action="store_true", help="float32 error of each method and of torch, against float64 torch"
+    )
     args = parser.parse_args(argv)
+    command = "python -m xpconv bench" + (" " + " ".join(argv) if argv else "")
+    if args.accuracy:
+        text = accuracy_markdown(command)
+        print(text)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "accuracy.md").write_text(text)
+        return 0
+    if args.sweep:
+        from ._sweep import run_sweep
+
+        return run_sweep(args.device, args.repeats, not args.no_memory, args.out, args.plot, command)
     if args.from_json:
         payload = json.loads(args.from_json.read_text())
         rows = [Row(**r) for r in payload["rows"]]
@@ -427,8 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             plot(rows, payload["machine"], args.plot)
             print(f"wrote {args.plot}")
         return 0
-    command = "python -m xpconv bench" + (" " + " ".join(argv) if argv else "")
-    rows, machine = run_bench(args.layers, args.device, args.repeats, not args.no_memory)
+    rows, machine = run_bench(args.layers, args.device, args.repeats, not args.no_memory, args.candidates)
     text = markdown(rows, machine, command)
     print()
     print(text)
@@ -441,6 +531,44 @@ def main(argv: list[str] | None = None) -> int:
         plot(rows, machine, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def accuracy_markdown(command: str) -> str:
+    """Largest float32 error of z, dx and dkernel (relative to the largest float64 value) per layer
+    and method, beside torch's own float32 conv; the reference is torch autograd in float64. The
+    layers' shapes with a batch of 2."""
+    import torch
+
+    lines = [
+        f"Command: `{command}`",
+        "",
+        "| layer | method | z | dx | dkernel |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for name in LAYERS:
+        spec = Layer(name, 2, *LAYERS[name][1:])
+        x, kernel, dz = (a.astype(np.float64) for a in spec.arrays())
+        # float32 inputs, exactly representable: both sides see the same numbers
+        x, kernel, dz = (a.astype(np.float32).astype(np.float64) for a in (x, kernel, dz))
+        tx, tk = torch.tensor(x, requires_grad=True), torch.tensor(kernel, requires_grad=True)
+        torch.nn.functional.conv2d(tx, tk, **spec.params).backward(torch.tensor(dz))
+        z = torch.nn.functional.conv2d(tx, tk, **spec.params).detach().numpy()
+        exact = (z, tx.grad.numpy(), tk.grad.numpy())
+        t32 = [torch.tensor(a, dtype=torch.float32, requires_grad=a is not dz) for a in (x, kernel, dz)]
+        z32 = torch.nn.functional.conv2d(t32[0], t32[1], **spec.params)
+        z32.backward(t32[2])
+        results = {"torch float32": (z32.detach().numpy(), t32[0].grad.numpy(), t32[1].grad.numpy())}
+        x32, k32, dz32 = (a.astype(np.float32) for a in (x, kernel, dz))
+        for method in ("auto", "winograd", "direct", "dilate"):
+            try:
+                forward = _api.conv2d(x32, k32, method=method, **spec.params)
+            except ValueError:
+                continue  # winograd where it does not apply
+            results[method] = (forward, *_api.conv2d_backward(dz32, x32, k32, method=method, **spec.params)[:2])
+        for method, arrays in results.items():
+            errors = [float(np.max(np.abs(a - e)) / np.max(np.abs(e))) for a, e in zip(arrays, exact)]
+            lines.append(f"| {name} | {method} | " + " | ".join(f"{err:.1e}" for err in errors) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(rows: list[Row], machine: dict, path: str) -> None:

@@ -104,10 +104,11 @@ def _pad_or_crop(x: Array, xp: Namespace, pads: Sequence[tuple[int, int]]) -> Ar
         p == slice(0, size) for p, size in zip(placed, shape[first:])
     ):
         return x
-    core = x[(..., *kept)]
     # One zero buffer and one copy, rather than a concatenation per axis.
     buffer = xp.zeros(tuple(shape), dtype=x.dtype, device=device_of(x))
-    return set_into(buffer, xp, (..., *placed), core)
+    if any(k.stop == k.start for k in kept):
+        return buffer  # nothing of x is kept (Dask refuses to assign an empty block)
+    return set_into(buffer, xp, (..., *placed), x[(..., *kept)])
 
 
 def _zeros_along(x: Array, xp: Namespace, axis: int, size: int) -> Array:

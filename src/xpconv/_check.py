@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _api
 from ._geometry import ConvGeometry, conv_geometry
-from ._gradients import METHODS
+from ._gradients import METHODS, winograd_obstacle
 
 TOLERANCE = 1e-9
 
@@ -46,6 +46,8 @@ def random_cases(count: int, rng: np.random.Generator) -> list[Case]:
         channels, filters = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
         ksize = tuple(int(k) for k in rng.integers(1, 6, 2))
         stride = tuple(int(s) for s in rng.integers(1, 5, 2))
+        if len(cases) % 3 == 2:  # every third case is 3x3 at stride 1, where method="winograd" computes
+            ksize, stride = (3, 3), (1, 1)
         dilation = tuple(int(d) for d in rng.integers(1, 4, 2))
         padding_forms = ["valid", "same", int(rng.integers(0, 4)), tuple(int(p) for p in rng.integers(0, 4, 2))]
         padding = padding_forms[int(rng.integers(0, len(padding_forms)))]
@@ -214,6 +216,10 @@ def run_check(random_count: int = 24, seed: int = 0, batch: int = 8, print_fn: C
             X, K, B, DZ = (target.asarray(a) for a in (x, kernel, bias, dz))
             errors = [_relative(target.to_numpy(_api.conv2d(X, K, B, **case.params)), reference.z)]
             for method in METHODS:
+                if method == "winograd" and winograd_obstacle(case.geometry(), np, np.float64):
+                    continue  # it raises a ValueError there, by design (tested in the suite)
+                z = _api.conv2d(X, K, B, method=method, **case.params)
+                errors.append(_relative(target.to_numpy(z), reference.z))
                 grads = _api.conv2d_backward(DZ, X, K, method=method, **case.params)
                 errors.append(reference.check_gradients(*(target.to_numpy(g) for g in grads)))
             error = max(errors)

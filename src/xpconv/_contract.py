@@ -28,7 +28,7 @@ from typing import Any
 
 from array_api_compat import device as device_of
 
-from ._backends import add_into, on_cpu, tap_slices, window_view
+from ._backends import add_into, on_cpu, set_into, tap_slices, window_view
 
 Array = Any
 Namespace = Any
@@ -38,10 +38,13 @@ CPU_CHUNK_BYTES = 4 * 2**20
 WORKSPACE_ENV = "XPCONV_WORKSPACE_BYTES"
 
 __all__ = [
+    "CPU_CHUNK_BYTES",
     "DEFAULT_WORKSPACE_BYTES",
     "WORKSPACE_ENV",
     "contract_weights",
     "correlate",
+    "itemsize",
+    "over_batch",
     "resolve_workspace",
     "scatter_windows",
 ]
@@ -70,22 +73,33 @@ def over_batch(
     sample_bytes: int,
     workspace: int,
     combine: str = "concat",
+    cpu_budget: int = CPU_CHUNK_BYTES,
 ) -> Array:
     """``fn`` over slices of the batch (axis 0 of every array) that keep ``sample_bytes`` per sample
-    of temporaries under ``workspace`` (on the CPU, near ``CPU_CHUNK_BYTES``); results concatenated
-    along the batch, or summed."""
+    of temporaries under ``workspace`` (on the CPU, near ``cpu_budget``); results concatenated
+    along the batch, or summed. ``fn`` may return a view of its temporaries (a permutation, say):
+    it is copied into the result once."""
     batch = arrays[0].shape[0]
-    budget = min(workspace, CPU_CHUNK_BYTES) if on_cpu(arrays[0], xp) else workspace
+    budget = min(workspace, cpu_budget) if on_cpu(arrays[0], xp) else workspace
     rows = max(1, min(batch, budget // max(1, sample_bytes)))
     if batch <= rows:
         return fn(*arrays)
-    results = [fn(*(a[start : min(start + rows, batch), ...] for a in arrays)) for start in range(0, batch, rows)]
+    # Slices end at the batch: the standard leaves out-of-bounds stops unspecified.
+    chunks = [slice(start, min(start + rows, batch)) for start in range(0, batch, rows)]
     if combine == "sum":
-        total = results[0]
-        for partial in results[1:]:
-            total = total + partial
+        total = None
+        for part in chunks:
+            partial = fn(*(a[part, ...] for a in arrays))
+            total = partial if total is None else total + partial
         return total
-    return xp.concat(results, axis=0)
+    # Each chunk's result goes straight into one output buffer: a fresh buffer per chunk plus a
+    # concatenation would touch twice the memory (on the CPU, first touches are page faults).
+    first = fn(*(a[chunks[0], ...] for a in arrays))
+    result = xp.empty((batch, *first.shape[1:]), dtype=first.dtype, device=device_of(first))
+    result = set_into(result, xp, (chunks[0], ...), first)
+    for part in chunks[1:]:
+        result = set_into(result, xp, (part, ...), fn(*(a[part, ...] for a in arrays)))
+    return result
 
 
 def itemsize(xp: Namespace, dtype: Any) -> int:
@@ -114,6 +128,8 @@ def correlate(
     """
     channels = x.shape[1]
     filters, ksize = kernel.shape[0], tuple(kernel.shape[2:])
+    if math.prod(out) == 0:  # nothing to compute (and no window to view)
+        return xp.zeros((x.shape[0], filters, *out), dtype=x.dtype, device=device_of(x))
     ndim = len(ksize)
     per_group = channels // groups * math.prod(ksize)
     weights = xp.reshape(kernel, (groups, filters // groups, per_group))

@@ -32,7 +32,8 @@ class Conv2d:
     ``weight`` ``(out_channels, in_channels // groups, kh, kw)`` and ``bias`` ``(out_channels,)``
     (or None) are plain arrays and may be reassigned. They start as ``torch.nn.Conv2d``'s do:
     uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` with ``fan_in = in_channels // groups * kh * kw``,
-    drawn with NumPy from ``seed`` so that every backend starts from the same numbers.
+    drawn with NumPy from ``seed`` so that every backend starts from the same numbers. ``method``
+    (``"auto"``, ``"winograd"``, ``"direct"``, ``"dilate"``) is passed to the forward and backward calls.
     ``forward(x)`` returns ``z`` and keeps ``x``; ``backward(dz)`` returns ``dx`` and stores
     ``grad_weight`` and ``grad_bias``.
 
@@ -55,6 +56,7 @@ class Conv2d:
         dilation: IntOrTuple = 1,
         groups: int = 1,
         bias: bool = True,
+        method: str = "auto",
         xp: Any = None,
         device: Any = None,
         dtype: Any = None,
@@ -67,7 +69,7 @@ class Conv2d:
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
         self.xp = _namespace(xp)
-        self.options = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        self.options = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups, "method": method}
         dtype = self.xp.float32 if dtype is None else dtype
         rng = np.random.default_rng(seed)
         bound = 1 / math.sqrt(in_channels // groups * kh * kw)

@@ -177,7 +177,7 @@ def conv_transpose_backward(
         )
     workspace = resolve_workspace(workspace_bytes)
     reached = dz[(..., *(slice(0, n) for n in geometry.input_size))] if any(appended) else dz
-    dx = _gradients.forward(reached, kernel, None, xp, geometry, workspace)
+    dx = _gradients.forward(reached, kernel, None, xp, geometry, workspace, method)
     dkernel = _gradients.weight_grad(x, reached, xp, geometry, method, workspace)
     dbias = _gradients.bias_grad(dz, xp, geometry, bias)
     return _to_layout(dx, xp, layout), dkernel, _bias_to_layout(dbias, xp, layout)
