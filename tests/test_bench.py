@@ -35,3 +35,19 @@ def test_bench_candidates_compute_the_same_gradients() -> None:
     for name, grads in results.items():
         for got, expected in zip(grads, reference):
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3, err_msg=name)
+
+
+def test_sweep_writes_table_and_plot(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep's machinery on two small points (the real one runs batch 1-256 and images 14-224)."""
+    pytest.importorskip("matplotlib", reason="the plot needs matplotlib (extra 'demo')")
+    from xpconv import _sweep
+
+    monkeypatch.setattr(_sweep, "BATCHES", (1,))
+    monkeypatch.setattr(_sweep, "SIZES", (14,))
+    plot = tmp_path / "sweep.png"
+    assert _bench.main(["--sweep", "--repeats", "1", "--no-memory", "--out", str(tmp_path), "--plot", str(plot)]) == 0
+    table = (tmp_path / "sweep.md").read_text()
+    assert "| batch 1 |" in table and "| size 14 |" in table
+    assert plot.stat().st_size > 0
+    rows = json.loads((tmp_path / "sweep.json").read_text())["rows"]
+    assert {row["layer"] for row in rows} == {"batch 1", "size 14"}

@@ -73,14 +73,18 @@ def over_batch(
     sample_bytes: int,
     workspace: int,
     combine: str = "concat",
-    cpu_budget: int = CPU_CHUNK_BYTES,
+    cpu_budget: int | None = None,
 ) -> Array:
     """``fn`` over slices of the batch (axis 0 of every array) that keep ``sample_bytes`` per sample
-    of temporaries under ``workspace`` (on the CPU, near ``cpu_budget``); results concatenated
+    of temporaries under ``workspace`` (on the CPU, near ``cpu_budget``, by default
+    ``CPU_CHUNK_BYTES``); results concatenated
     along the batch, or summed. ``fn`` may return a view of its temporaries (a permutation, say):
     it is copied into the result once."""
     batch = arrays[0].shape[0]
-    budget = min(workspace, cpu_budget) if on_cpu(arrays[0], xp) else workspace
+    if on_cpu(arrays[0], xp):
+        budget = min(workspace, CPU_CHUNK_BYTES if cpu_budget is None else cpu_budget)
+    else:
+        budget = workspace
     rows = max(1, min(batch, budget // max(1, sample_bytes)))
     if batch <= rows:
         return fn(*arrays)
