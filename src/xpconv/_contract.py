@@ -29,6 +29,7 @@ from typing import Any
 from array_api_compat import device as device_of
 
 from ._backends import add_into, on_cpu, set_into, tap_slices, window_view
+from ._blocks import _pad_or_crop
 
 Array = Any
 Namespace = Any
@@ -115,6 +116,10 @@ def _spatial_axes(first: int, count: int) -> tuple[int, ...]:
     return tuple(range(first, first + count))
 
 
+def _padded(x: Array, xp: Namespace, pads: Sequence[tuple[int, int]] | None) -> Array:
+    return x if pads is None else _pad_or_crop(x, xp, pads)
+
+
 def correlate(
     x: Array,
     kernel: Array,
@@ -125,10 +130,13 @@ def correlate(
     groups: int,
     out: Sequence[int],
     workspace: int,
+    pads: Sequence[tuple[int, int]] | None = None,
 ) -> Array:
-    """Grouped correlation of an (already padded) ``x`` ``(N, C, *size)`` with ``kernel`` ``(F, C // groups, *k)``.
+    """Grouped correlation of ``x`` ``(N, C, *size)``, zero-padded by ``pads`` (a negative amount
+    crops), with ``kernel`` ``(F, C // groups, *k)``. Returns ``(N, F, *out)``.
 
-    Returns ``(N, F, *out)``. No padding is applied here.
+    The padding is applied per batch chunk: a padded copy of the whole batch would be one more
+    pass over memory that does not fit in the cache.
     """
     channels = x.shape[1]
     filters, ksize = kernel.shape[0], tuple(kernel.shape[2:])
@@ -142,7 +150,7 @@ def correlate(
 
     def chunk(x_part: Array) -> Array:
         rows = x_part.shape[0]
-        view = window_view(x_part, xp, ksize, stride, dilation, out)
+        view = window_view(_padded(x_part, xp, pads), xp, ksize, stride, dilation, out)
         columns = xp.reshape(xp.permute_dims(view, to_columns), (rows, groups, per_group, math.prod(out)))
         return xp.reshape(xp.matmul(weights, columns), (rows, filters, *out))
 
@@ -162,8 +170,10 @@ def contract_weights(
     out: Sequence[int],
     workspace: int,
     swap_roles: bool = False,
+    pads: Sequence[tuple[int, int]] | None = None,
 ) -> Array:
-    """``dK[f, c, k] = sum_{n, o} dz[n, f, o] * W[n, c, o, k]`` for the windows ``W`` of the padded ``x``.
+    """``dK[f, c, k] = sum_{n, o} dz[n, f, o] * W[n, c, o, k]`` for the windows ``W`` of ``x`` zero-padded
+    by ``pads`` (per batch chunk, as in :func:`correlate`).
 
     ``dz`` is ``(N, F, *out)``; the windows of ``x`` are of size ``window`` at ``stride`` and
     ``dilation``, and there are ``out`` of them per axis. With ``swap_roles`` the roles of the
@@ -184,7 +194,7 @@ def contract_weights(
 
     def chunk(dz_part: Array, x_part: Array) -> Array:
         rows = x_part.shape[0]
-        view = window_view(x_part, xp, window, stride, dilation, out)
+        view = window_view(_padded(x_part, xp, pads), xp, window, stride, dilation, out)
         columns = xp.reshape(xp.permute_dims(view, to_columns), (groups, per_group, rows * math.prod(positions)))
         grads = xp.reshape(xp.permute_dims(dz_part, dz_to_rows), (groups, filters // groups, -1))
         return xp.matmul(grads, xp.matrix_transpose(columns))

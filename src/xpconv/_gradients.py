@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._blocks import _dilate, _pad_or_crop
+from ._blocks import _dilate
 from ._contract import contract_weights, correlate, scatter_windows
 from ._dask import over_dask_chunks
 from ._geometry import ConvGeometry
@@ -129,7 +129,7 @@ def forward(
         z = winograd_correlate(x, kernel, xp, _tiling(geometry), workspace)
     else:
         z = correlate(
-            _pad_or_crop(x, xp, geometry.pads),
+            x,
             kernel,
             xp,
             stride=geometry.stride,
@@ -137,6 +137,7 @@ def forward(
             groups=geometry.groups,
             out=geometry.output_size,
             workspace=workspace,
+            pads=geometry.pads,
         )
     if bias is None:
         return z
@@ -196,7 +197,7 @@ def _input_grad_by_correlation(
         tiling = Tiling(pads=pads, dilation=geometry.dilation, groups=groups, out=geometry.input_size)
         return winograd_correlate(dilated, swapped, xp, tiling, workspace)
     return correlate(
-        _pad_or_crop(dilated, xp, pads),
+        dilated,
         swapped,
         xp,
         stride=(1,) * geometry.ndim,
@@ -204,6 +205,7 @@ def _input_grad_by_correlation(
         groups=groups,
         out=geometry.input_size,
         workspace=workspace,
+        pads=pads,
     )
 
 
@@ -212,11 +214,10 @@ def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, meth
     """dK, shape ``geometry.kernel_shape``."""
     if _use_winograd(method, geometry, xp, x.dtype, "weight"):
         return winograd_weight_grad(dz, x, xp, _tiling(geometry), workspace)
-    padded = _pad_or_crop(x, xp, geometry.pads)
     if method != "dilate":
         return contract_weights(
             dz,
-            padded,
+            x,
             xp,
             window=geometry.kernel_size,
             stride=geometry.stride,
@@ -224,14 +225,15 @@ def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, meth
             groups=geometry.groups,
             out=geometry.output_size,
             workspace=workspace,
+            pads=geometry.pads,
         )
     # The tutorial's dK: windows of the size of the dilated dz, one per kernel tap (taps are
     # `dilation` apart), correlated with the dilated dz. The `tail` rows never meet dz.
     dilated = _dilate(dz, xp, geometry.stride)
-    reached = tuple(slice(0, p - t) for p, t in zip(geometry.padded_size, geometry.tail))
+    reached = tuple((before, after - tail) for (before, after), tail in zip(geometry.pads, geometry.tail))
     return contract_weights(
         dilated,
-        padded[(..., *reached)],
+        x,
         xp,
         window=tuple(dilated.shape[2:]),
         stride=geometry.dilation,
@@ -240,6 +242,7 @@ def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, meth
         out=geometry.kernel_size,
         workspace=workspace,
         swap_roles=True,
+        pads=reached,
     )
 
 
