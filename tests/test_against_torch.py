@@ -13,7 +13,7 @@ import xpconv
 
 pytest.importorskip("torch", reason="torch autograd is the reference")
 
-TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
+TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
 METHODS = ("auto", "direct", "dilate", "winograd")
 
 # (N, C, H, W, F, kernel, stride, padding, dilation, groups)

@@ -22,7 +22,7 @@ def assert_close(actual, expected) -> None:
     actual = np.asarray(actual)
     assert actual.shape == expected.shape
     scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
-    assert float(np.max(np.abs(actual - expected), initial=0.0)) <= 1e-10 * scale
+    assert float(np.max(np.abs(actual - expected), initial=0.0)) <= 1e-12 * scale
 
 
 @settings(max_examples=8)

@@ -20,7 +20,7 @@ import xpconv
 
 pytest.importorskip("torch", reason="torch autograd is the reference")
 
-TOL = 1e-10
+TOL = 1e-12
 METHODS = ("auto", "direct", "dilate", "winograd")
 WRAPPERS = {
     1: (xpconv.conv1d, xpconv.conv1d_backward, xpconv.conv1d_input_grad, xpconv.conv1d_weight_grad),

@@ -146,7 +146,7 @@ def test_jitted_winograd_matches_torch() -> None:
     z, dx, dk, _ = everything(*(jax.numpy.asarray(a) for a in (x, kernel, dz)))
     assert isinstance(z, jax.Array)
     for got, expected in ((z, ref.z), (dx, ref.dx), (dk, ref.dkernel)):
-        np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=1e-10 * np.max(np.abs(expected)))
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=1e-12 * np.max(np.abs(expected)))
 
 
 def test_dask_winograd_is_lazy_and_matches_numpy() -> None:
