@@ -77,7 +77,7 @@ CASES = {
             x=np.ones((2, 4, 8, 8), dtype=np.int32), kernel=np.ones((6, 2, 3, 3), dtype=np.int32), method="winograd"
         ),
         ValueError,
-        r"method='winograd' cannot .*: its transforms are fractional and would make int32 results inexact",
+        r"method='winograd' cannot .*: its transforms are fractional and would make integer results inexact",
     ),
     "list input": (lambda: conv(x=x.tolist()), TypeError, r"x must be an array"),
     "bool input": (lambda: conv(x=x > 0, kernel=kernel > 0), TypeError, r"real floating or integer dtype"),

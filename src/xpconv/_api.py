@@ -17,6 +17,7 @@ from array_api_compat import array_namespace, is_torch_namespace
 from array_api_compat import device as device_of
 
 from . import _gradients
+from ._backends import integer_accumulator
 from ._contract import resolve_workspace
 from ._geometry import ConvGeometry, IntOrTuple, Padding, conv_geometry
 
@@ -63,16 +64,29 @@ def _prepare(**arrays: Array | None) -> tuple[Namespace, list[Array | None]]:
     for name, dev in devices.items():
         if dev != first_device:
             raise ValueError(f"all arrays must be on one device: {first_name} is on {first_device}, {name} on {dev}")
+    for name, a in present.items():
+        if not _real_numeric(xp, a.dtype):
+            raise TypeError(f"{name} must have a real floating or integer dtype, got {a.dtype}")
     dtype = xp.result_type(*present.values())
-    if xp.isdtype(dtype, "bool") or xp.isdtype(dtype, "complex floating"):
-        raise TypeError(f"arrays must have a real floating or integer dtype, got {dtype} from {_dtypes(present)}")
-    if xp.isdtype(dtype, "integral") and is_torch_namespace(xp) and getattr(first_device, "type", "cpu") != "cpu":
-        raise TypeError(
-            f"torch cannot multiply integer matrices on {first_device}; pass floating-point arrays "
-            f"(got {_dtypes(present)})"
-        )
+    if xp.isdtype(dtype, "integral"):
+        if is_torch_namespace(xp) and getattr(first_device, "type", "cpu") != "cpu":
+            raise TypeError(
+                f"torch cannot multiply integer matrices on {first_device}; pass floating-point arrays "
+                f"(got {_dtypes(present)})"
+            )
+        # Sums of products overflow a small integer dtype (int8: 100 * 100 wraps): accumulate, and
+        # return, in the default integer dtype, as the standard's sum does.
+        dtype = integer_accumulator(xp, dtype, first_device)
     cast = [None if a is None else xp.astype(a, dtype, copy=False) for a in arrays.values()]
     return xp, cast
+
+
+def _real_numeric(xp: Namespace, dtype: Any) -> bool:
+    """Real floating or integer (bool, complex, object, str and datetime are not)."""
+    try:
+        return bool(xp.isdtype(dtype, ("real floating", "integral")))
+    except (TypeError, ValueError, AttributeError):  # dtypes outside the standard: object, str, datetime
+        return False
 
 
 def _dtypes(arrays: dict[str, Array]) -> str:
@@ -276,7 +290,9 @@ def conv(
 
     Returns
     -------
-    z : array ``(N, F, *out)`` (or ``(N, *out, F)``) of the inputs' namespace, device and promoted dtype
+    z : array ``(N, F, *out)`` (or ``(N, *out, F)``) of the inputs' namespace and device, in their
+        promoted dtype; integer inputs accumulate and return in the default integer dtype (unsigned
+        for unsigned inputs; int64 on torch), as the standard's ``sum`` does, so they do not overflow
 
     Examples
     --------
@@ -466,7 +482,8 @@ conv2d = _fixed_dims(
 
     Returns
     -------
-    z : array ``(N, F, Oh, Ow)`` of the inputs' namespace, device and promoted dtype
+    z : array ``(N, F, Oh, Ow)`` of the inputs' namespace, device and promoted dtype (integers: the
+        default integer dtype, see :func:`conv`)
 
     Examples
     --------

@@ -7,6 +7,8 @@
   chunks; see ``_contract.over_batch``).
 - :func:`add_into`, :func:`set_into`: ``buffer[index] += values`` / ``= values`` on a buffer xpconv
   allocated itself, functional on libraries whose arrays are immutable (JAX).
+- :func:`integer_accumulator`: the integer dtype sums of products are computed in (torch has no
+  arithmetic on unsigned integers wider than 8 bits).
 
 Backends are recognised through ``array_api_compat``'s ``is_*_namespace`` helpers, which look at
 already-imported modules only; nothing here imports a library the caller did not.
@@ -29,7 +31,7 @@ from array_api_compat import (
 Array = Any
 Namespace = Any
 
-__all__ = ["add_into", "on_cpu", "set_into", "tap_slices", "window_view"]
+__all__ = ["add_into", "integer_accumulator", "on_cpu", "set_into", "tap_slices", "window_view"]
 
 
 def window_view(
@@ -133,3 +135,16 @@ def add_into(buffer: Array, xp: Namespace, index: tuple, values: Array) -> Array
         return buffer.at[index].add(values)
     buffer[index] = buffer[index] + values
     return buffer
+
+
+def integer_accumulator(xp: Namespace, dtype: Any, device: Any) -> Any:
+    """The dtype integer convolutions accumulate and return in, as the standard's ``sum`` does:
+    the namespace's default integer dtype, or for unsigned inputs the unsigned dtype of its width.
+
+    torch cannot add or multiply uint16/32/64, and its own ``sum`` turns unsigned input into int64:
+    there the result is int64 for every integer input.
+    """
+    default = xp.__array_namespace_info__().default_dtypes(device=device)["integral"]
+    if not xp.isdtype(dtype, "unsigned integer") or is_torch_namespace(xp):
+        return default
+    return getattr(xp, f"uint{xp.iinfo(default).bits}")

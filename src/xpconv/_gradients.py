@@ -73,7 +73,7 @@ def winograd_obstacle(geometry: ConvGeometry, xp: Namespace, dtype: Any) -> str 
     if geometry.stride != (1, 1):
         return f"it needs stride 1, got stride {geometry.stride}"
     if not xp.isdtype(dtype, "real floating"):
-        return f"its transforms are fractional and would make {dtype} results inexact"
+        return "its transforms are fractional and would make integer results inexact"
     return None
 
 
