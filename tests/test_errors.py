@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,38 @@ def test_workspace_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("XPCONV_WORKSPACE_BYTES", "lots")
     with pytest.raises(ValueError, match="XPCONV_WORKSPACE_BYTES must be a positive integer"):
         conv()
+
+
+SIZE_CASES = {
+    "padding 10**12": (lambda: conv(padding=10**12), r"padding \(\(1000000000000, 1000000000000\), .*\) makes"),
+    "padding after 10**9": (
+        lambda: conv(padding=((0, 10**9), (0, 10**9))),
+        r"padding \(\(0, 1000000000\), \(0, 1000000000\)\) makes one padded sample of the input "
+        r"\(4, 1000000008, 1000000008\)",
+    ),
+    "dilation and padding 10**6": (
+        lambda: conv(dilation=10**6, padding=10**6),
+        r"padding \(\(1000000, 1000000\), \(1000000, 1000000\)\) makes .*: 116 TiB, more than the .* of memory",
+    ),
+    "backward with a small dz": (
+        lambda: backward(dz=np.ones((2, 6, 3, 3)), stride=10**9, padding=10**9),
+        r"padding .* makes one padded sample of the input \(4, 2000000008, 2000000008\)",
+    ),
+    "transposed stride": (
+        lambda: xpconv.conv_transpose(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)), stride=10**9),
+        r"stride 1000000000, padding 0, output_padding 0 and dilation 1 makes",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SIZE_CASES)
+def test_impossible_sizes_are_refused_before_any_allocation(name: str) -> None:
+    call, message = SIZE_CASES[name]
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message):
+            call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, f"{peak} bytes were allocated before the refusal"

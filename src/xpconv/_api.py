@@ -13,13 +13,13 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from array_api_compat import array_namespace, is_torch_namespace
+from array_api_compat import array_namespace, is_dask_namespace, is_torch_namespace
 from array_api_compat import device as device_of
 
 from . import _gradients
-from ._backends import integer_accumulator
-from ._contract import resolve_workspace
-from ._geometry import ConvGeometry, IntOrTuple, Padding, conv_geometry
+from ._backends import integer_accumulator, memory_limit
+from ._contract import itemsize, resolve_workspace
+from ._geometry import ConvGeometry, IntOrTuple, Padding, check_memory, conv_geometry
 
 Array = Any
 Namespace = Any
@@ -125,6 +125,12 @@ def _spatial_dims(kernel: Array, ndim: int | None, name: str = "kernel") -> int:
     return kernel.ndim - 2
 
 
+def _check_memory(geometry: ConvGeometry, xp: Namespace, like: Array, cause: str | None = None) -> None:
+    """The size guard, before anything is allocated (Dask's outputs are computed chunk by chunk)."""
+    limit = memory_limit(like, xp)
+    check_memory(geometry, itemsize(xp, like.dtype), limit, outputs=not is_dask_namespace(xp), cause=cause)
+
+
 def _check_layout(layout: str) -> None:
     if not (isinstance(layout, str) and layout in LAYOUTS):
         raise ValueError(f"layout must be 'channels_first' or 'channels_last', got {layout!r}")
@@ -194,6 +200,7 @@ def _forward(x, kernel, bias, ndim, *, stride, padding, dilation, groups, layout
     )
     if bias is not None:
         _check_bias_shape(bias, geometry.out_channels, geometry.output_size)
+    _check_memory(geometry, xp, x)
     z = _gradients.forward(x, kernel, bias, xp, geometry, resolve_workspace(workspace_bytes), method)
     return _to_layout(z, xp, layout)
 
@@ -207,6 +214,7 @@ def _backward(dz, x, kernel, ndim, *, stride, padding, dilation, groups, bias, l
         x.shape, kernel.shape, ndim=ndim, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
     _check_dz(dz, geometry)
+    _check_memory(geometry, xp, x)
     workspace = resolve_workspace(workspace_bytes)
     dx = _gradients.input_grad(dz, kernel, xp, geometry, method, workspace)
     dkernel = _gradients.weight_grad(dz, x, xp, geometry, method, workspace)
@@ -230,6 +238,7 @@ def _input_grad(dz, kernel, input_shape, ndim, *, stride, padding, dilation, gro
         input_name="input_shape",
     )
     _check_dz(dz, geometry)
+    _check_memory(geometry, xp, dz)
     dx = _gradients.input_grad(dz, kernel, xp, geometry, method, resolve_workspace(workspace_bytes))
     return _to_layout(dx, xp, layout)
 
@@ -256,6 +265,7 @@ def _weight_grad(dz, x, kernel_shape, ndim, *, stride, padding, dilation, groups
         kernel_name="kernel_shape",
     )
     _check_dz(dz, geometry)
+    _check_memory(geometry, xp, x)
     return _gradients.weight_grad(dz, x, xp, geometry, method, resolve_workspace(workspace_bytes))
 
 

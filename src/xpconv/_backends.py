@@ -9,6 +9,7 @@
   allocated itself, functional on libraries whose arrays are immutable (JAX).
 - :func:`integer_accumulator`: the integer dtype sums of products are computed in (torch has no
   arithmetic on unsigned integers wider than 8 bits).
+- :func:`memory_limit`: how many bytes the arrays' device holds at most (the size guard's limit).
 
 Backends are recognised through ``array_api_compat``'s ``is_*_namespace`` helpers, which look at
 already-imported modules only; nothing here imports a library the caller did not.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +33,7 @@ from array_api_compat import (
 Array = Any
 Namespace = Any
 
-__all__ = ["add_into", "integer_accumulator", "on_cpu", "set_into", "tap_slices", "window_view"]
+__all__ = ["add_into", "integer_accumulator", "memory_limit", "on_cpu", "set_into", "tap_slices", "window_view"]
 
 
 def window_view(
@@ -148,3 +150,18 @@ def integer_accumulator(xp: Namespace, dtype: Any, device: Any) -> Any:
     if not xp.isdtype(dtype, "unsigned integer") or is_torch_namespace(xp):
         return default
     return getattr(xp, f"uint{xp.iinfo(default).bits}")
+
+
+def memory_limit(x: Array, xp: Namespace) -> int:
+    """Total memory of the device ``x`` lives on, in bytes: the GPU's for torch CUDA and CuPy
+    arrays, the machine's physical memory for everything else (unknown: no limit)."""
+    if is_torch_namespace(xp) and x.device.type == "cuda":
+        import torch
+
+        return int(torch.cuda.get_device_properties(x.device).total_memory)
+    if is_cupy_namespace(xp):
+        return int(x.device.mem_info[1])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return 2**63 - 1

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 __all__ = [
     "ConvGeometry",
     "Padding",
+    "check_memory",
     "conv_geometry",
     "normalize_pads",
     "normalize_positive_ints",
@@ -252,3 +253,51 @@ def conv_geometry(
                 f"{input_size[axis]} + padding {pads[axis]}) of {input_name} with shape {input_shape}"
             )
     return geometry
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024 or unit == "PiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_memory(
+    geometry: ConvGeometry, itemsize: int, limit: int, *, outputs: bool = True, cause: str | None = None
+) -> None:
+    """Refuse, before anything is allocated, a call whose arrays cannot fit in ``limit`` bytes.
+
+    Checked, in Python's unbounded ints: one padded sample of the input and one sample's column
+    matrix (the least a batch chunk holds, whatever the workspace), and the output (unless
+    ``outputs`` is False: Dask computes it chunk by chunk). The message names ``cause``, else the
+    padding where there is any, else the shapes.
+
+    >>> g = conv_geometry((1, 1, 4, 4), (1, 1, 3, 3), ndim=2, padding=((0, 10**9), (0, 10**9)))
+    >>> try:
+    ...     check_memory(g, 8, 2**40)
+    ... except ValueError as error:
+    ...     print(error)
+    padding ((0, 1000000000), (0, 1000000000)) makes one padded sample of the input
+    (1, 1000000004, 1000000004): 7.11e+03 PiB, more than the 1 TiB of memory on its device
+    """
+    limit = min(limit, 2**63 - 1)
+    padded_sample = (geometry.in_channels, *geometry.padded_size)
+    columns = (geometry.in_channels, math.prod(geometry.kernel_size), math.prod(geometry.output_size))
+    needs = [("one padded sample of the input", padded_sample), ("one sample's column matrix", columns)]
+    if outputs:
+        needs.append(("the output", geometry.output_shape))
+    for what, shape in needs:
+        size = math.prod(shape) * itemsize
+        if size <= limit:
+            continue
+        if cause is not None:
+            named = cause
+        elif any(b or a for b, a in geometry.pads):
+            named = f"padding {geometry.pads}"
+        else:
+            named = "the input and kernel shapes"
+        raise ValueError(
+            f"{named} makes {what} {tuple(shape)}: {_human(size)}, "
+            f"more than the {_human(limit)} of memory on its device"
+        )

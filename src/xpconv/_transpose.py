@@ -17,6 +17,7 @@ from ._api import (
     _bias_to_layout,
     _check_bias_mode,
     _check_bias_shape,
+    _check_memory,
     _check_method,
     _prepare_in_layout,
     _to_layout,
@@ -28,6 +29,8 @@ from ._geometry import ConvGeometry, IntOrTuple, _as_int, conv_geometry, normali
 Array = Any
 
 __all__ = ["conv_transpose", "conv_transpose_backward"]
+
+_TRANSPOSED_CAUSE = "stride {stride}, padding {padding}, output_padding {output_padding} and dilation {dilation}"
 
 
 def _output_padding(
@@ -132,6 +135,7 @@ def conv_transpose(
     x, kernel, bias = arrays["x"], arrays["kernel"], arrays["bias"]
     params = {"stride": stride, "padding": padding, "output_padding": output_padding, "dilation": dilation}
     geometry, appended = _geometry(tuple(x.shape), tuple(kernel.shape), ndim, groups=groups, **params)
+    _check_memory(geometry, xp, x, cause=_TRANSPOSED_CAUSE.format(**params))
     z = _gradients.input_grad(x, kernel, xp, geometry, method, resolve_workspace(workspace_bytes))
     if any(appended):
         z = _pad_or_crop(z, xp, tuple((0, a) for a in appended))
@@ -175,6 +179,7 @@ def conv_transpose_backward(
         raise ValueError(
             f"dz must have the transposed convolution's output shape {output_shape}, got {tuple(dz.shape)}"
         )
+    _check_memory(geometry, xp, x, cause=_TRANSPOSED_CAUSE.format(**params))
     workspace = resolve_workspace(workspace_bytes)
     reached = dz[(..., *(slice(0, n) for n in geometry.input_size))] if any(appended) else dz
     dx = _gradients.forward(reached, kernel, None, xp, geometry, workspace, method)
