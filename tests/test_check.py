@@ -46,3 +46,18 @@ def test_check_fails_on_a_wrong_gradient(monkeypatch: pytest.MonkeyPatch, torch_
     monkeypatch.setattr(_gradients, "weight_grad", lambda *args: right(*args) * 1.001)
     assert main(["check", "--cases", "2"]) == 1
     assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_release_gate_draws_every_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    """The gate's summary counts each kind of call it promises to cover, and all of them pass."""
+    from xpconv._gate import run_gate
+
+    assert run_gate(150, seed=3) == 0
+    output = capsys.readouterr().out
+    kinds = ["1-D", "2-D", "3-D", "transposed", "convolution", "channels_last", "channels_first", "depthwise"]
+    kinds += ["grouped", "dense", "dilated", "int64", "float64", "bias None", "bias tied", "bias untied"]
+    kinds += [f"method {m}" for m in ("auto", "direct", "dilate", "winograd")]
+    summary = next(line for line in output.splitlines() if line.startswith("cases per kind"))
+    for kind in kinds:
+        assert f"{kind} " in summary, f"the gate drew no {kind} case: {summary}"
+    assert "0 mismatches" in output

@@ -11,9 +11,15 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser(
         "check",
-        help="compare forward and gradients with torch autograd (or finite differences) on every installed backend",
+        help="compare forward and gradients with torch autograd (or finite differences) on every installed backend, "
+        "then the release gate's drawn cases",
     )
-    check.add_argument("--cases", type=int, default=24, help="random geometries besides the tutorial's (default 24)")
+    check.add_argument(
+        "--cases",
+        type=int,
+        default=200,
+        help="cases the release gate draws over every kind of call (default 200; the release runs 10000)",
+    )
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--batch", type=int, default=8, help="batch size of the tutorial's example (it used 256)")
     commands.add_parser("bench", help="time xpconv against torch's conv2d (see bench --help)", add_help=False)
@@ -30,8 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check":
         from ._check import run_check
+        from ._gate import run_gate
 
-        failures = run_check(random_count=args.cases, seed=args.seed, batch=args.batch)
+        failures = run_check(seed=args.seed, batch=args.batch)
+        print()
+        failures += run_gate(args.cases, args.seed)
         print("check passed" if failures == 0 else f"check FAILED: {failures} mismatching cases")
         return 0 if failures == 0 else 1
     return 2

@@ -18,7 +18,8 @@ from array_api_compat import device as device_of
 
 from . import _gradients
 from ._backends import integer_accumulator, memory_limit
-from ._contract import itemsize, resolve_workspace
+from ._blocks import itemsize
+from ._contract import resolve_workspace
 from ._geometry import ConvGeometry, IntOrTuple, Padding, check_memory, conv_geometry
 
 Array = Any
@@ -48,7 +49,7 @@ __all__ = [
 
 def _prepare(**arrays: Array | None) -> tuple[Namespace, list[Array | None]]:
     """Common namespace, device and promoted dtype of the named arrays; returns them cast to it."""
-    present = {name: a for name, a in arrays.items() if a is not None}
+    present = {name: a for name, a in arrays.items() if a is not None or name != "bias"}
     for name, a in present.items():
         try:
             array_namespace(a)

@@ -6,19 +6,43 @@ and calls a private twin (``_dilate`` ...) that the convolution code uses direct
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from ._backends import set_into, window_view
-from ._geometry import normalize_pads, normalize_positive_ints
+from ._backends import memory_limit, set_into, window_view
+from ._geometry import human_bytes, normalize_pads, normalize_positive_ints
 
 Array = Any
 Namespace = Any
 
-__all__ = ["dilate", "pad", "rotate180", "windows"]
+__all__ = ["dilate", "itemsize", "pad", "rotate180", "windows"]
+
+
+def itemsize(xp: Namespace, dtype: Any) -> int:
+    """Bytes per element; also for bool and dtypes outside the standard (object, str), which the
+    building blocks accept."""
+    try:
+        if xp.isdtype(dtype, ("real floating", "complex floating")):
+            return xp.finfo(dtype).bits // 8
+        if xp.isdtype(dtype, "integral"):
+            return xp.iinfo(dtype).bits // 8
+    except (TypeError, ValueError, AttributeError):
+        pass
+    return int(getattr(dtype, "itemsize", 8))
+
+
+def _check_result_size(shape: Sequence[int], x: Array, xp: Namespace, cause: str) -> None:
+    """Refuse, before allocating, a result larger than the memory of x's device."""
+    size, limit = math.prod(shape) * itemsize(xp, x.dtype), memory_limit(x, xp)
+    if size > limit:
+        raise ValueError(
+            f"{cause} makes the result {tuple(shape)}: {human_bytes(size)}, more than the "
+            f"{human_bytes(limit)} of memory on its device"
+        )
 
 
 def _namespace(x: Array, name: str) -> Namespace:
@@ -49,7 +73,11 @@ def dilate(x: Array, rate: int | Sequence[int]) -> Array:
            [4, 0, 0, 5, 0, 0, 6]])
     """
     xp = _namespace(x, "x")
-    return _dilate(x, xp, _trailing_axes(rate, x, "rate"))
+    rates = _trailing_axes(rate, x, "rate")
+    first = x.ndim - len(rates)
+    dilated = [(n - 1) * r + 1 if n else 0 for n, r in zip(x.shape[first:], rates)]
+    _check_result_size((*x.shape[:first], *dilated), x, xp, f"rate {rate!r}")
+    return _dilate(x, xp, rates)
 
 
 def _dilate(x: Array, xp: Namespace, rates: Sequence[int]) -> Array:
@@ -80,6 +108,9 @@ def pad(x: Array, pads: Sequence[Sequence[int]]) -> Array:
     pads_t = normalize_pads(pads, "pads")
     if len(pads_t) > x.ndim:
         raise ValueError(f"pads has {len(pads_t)} pairs but x has only {x.ndim} axes (shape {tuple(x.shape)})")
+    first = x.ndim - len(pads_t)
+    padded = [n + before + after for n, (before, after) in zip(x.shape[first:], pads_t)]
+    _check_result_size((*x.shape[:first], *padded), x, xp, f"pads {pads_t}")
     return _pad_or_crop(x, xp, pads_t)
 
 

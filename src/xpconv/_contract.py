@@ -29,7 +29,7 @@ from typing import Any
 from array_api_compat import device as device_of
 
 from ._backends import add_into, on_cpu, set_into, tap_slices, window_view
-from ._blocks import _pad_or_crop
+from ._blocks import _pad_or_crop, itemsize
 
 Array = Any
 Namespace = Any
@@ -105,11 +105,6 @@ def over_batch(
     for part in chunks[1:]:
         result = set_into(result, xp, (part, ...), fn(*(a[part, ...] for a in arrays)))
     return result
-
-
-def itemsize(xp: Namespace, dtype: Any) -> int:
-    info = xp.finfo(dtype) if xp.isdtype(dtype, ("real floating", "complex floating")) else xp.iinfo(dtype)
-    return info.bits // 8
 
 
 def _spatial_axes(first: int, count: int) -> tuple[int, ...]:

@@ -24,6 +24,7 @@ __all__ = [
     "Padding",
     "check_memory",
     "conv_geometry",
+    "human_bytes",
     "normalize_pads",
     "normalize_positive_ints",
     "resolve_padding",
@@ -255,7 +256,8 @@ def conv_geometry(
     return geometry
 
 
-def _human(size: int) -> str:
+def human_bytes(size: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if size < 1024 or unit == "PiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
@@ -298,6 +300,6 @@ def check_memory(
         else:
             named = "the input and kernel shapes"
         raise ValueError(
-            f"{named} makes {what} {tuple(shape)}: {_human(size)}, "
-            f"more than the {_human(limit)} of memory on its device"
+            f"{named} makes {what} {tuple(shape)}: {human_bytes(size)}, "
+            f"more than the {human_bytes(limit)} of memory on its device"
         )

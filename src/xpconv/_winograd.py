@@ -42,8 +42,8 @@ from typing import Any
 from array_api_compat import device as device_of
 
 from ._backends import window_view
-from ._blocks import _pad_or_crop
-from ._contract import itemsize, over_batch
+from ._blocks import _pad_or_crop, itemsize
+from ._contract import over_batch
 
 Array = Any
 Namespace = Any
