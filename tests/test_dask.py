@@ -87,3 +87,42 @@ def test_on_a_local_cluster_of_two_processes(expected) -> None:
         assert len(client.scheduler_info()["workers"]) == 2
     for name, value in computed.items():
         np.testing.assert_allclose(value, expected[name], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def slow_identity(block: np.ndarray) -> np.ndarray:
+    """Pure, only slow: keeps the graph running long enough to lose a worker in the middle of it."""
+    import time
+
+    time.sleep(0.2)
+    return block
+
+
+def test_losing_a_worker_midway_changes_nothing() -> None:
+    """Kill one of two worker processes while the gradients are computed: the scheduler reruns its
+    tasks elsewhere, which gives the same numbers only because no task depends on a side effect."""
+    distributed = pytest.importorskip("dask.distributed", reason="dask.distributed is not installed")
+    import os
+    import signal
+    import time
+
+    rng = np.random.default_rng(5)
+    x, dz = rng.standard_normal((20, 4, 12, 12)), rng.standard_normal((20, 6, 12, 12))
+    kernel = rng.standard_normal((6, 4, 3, 3))
+    expected = xpconv.conv2d_backward(dz, x, kernel, padding=1)
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        slow_x = da.from_array(x, chunks=(1, 4, 12, 12)).map_blocks(slow_identity, dtype=x.dtype)
+        slow_dz = da.from_array(dz, chunks=(1, 6, 12, 12)).map_blocks(slow_identity, dtype=dz.dtype)
+        lazy = xpconv.conv2d_backward(slow_dz, slow_x, da.from_array(kernel), padding=1)
+        futures = client.compute(list(lazy))
+        client.wait_for_workers(2)
+        victim = sorted(client.scheduler_info()["workers"])[0]
+        time.sleep(1.0)
+        assert not all(f.done() for f in futures), "the graph finished before the worker was lost"
+        os.kill(client.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)
+        results = client.gather(futures)
+        assert victim not in client.scheduler_info()["workers"], "the worker was not lost"
+    for got, want in zip(results, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
