@@ -551,8 +551,9 @@ def accuracy_markdown(command: str) -> str:
         # float32 inputs, exactly representable: both sides see the same numbers
         x, kernel, dz = (a.astype(np.float32).astype(np.float64) for a in (x, kernel, dz))
         tx, tk = torch.tensor(x, requires_grad=True), torch.tensor(kernel, requires_grad=True)
-        torch.nn.functional.conv2d(tx, tk, **spec.params).backward(torch.tensor(dz))
-        z = torch.nn.functional.conv2d(tx, tk, **spec.params).detach().numpy()
+        z_exact = torch.nn.functional.conv2d(tx, tk, **spec.params)
+        z_exact.backward(torch.tensor(dz))
+        z = z_exact.detach().numpy()
         exact = (z, tx.grad.numpy(), tk.grad.numpy())
         t32 = [torch.tensor(a, dtype=torch.float32, requires_grad=a is not dz) for a in (x, kernel, dz)]
         z32 = torch.nn.functional.conv2d(t32[0], t32[1], **spec.params)
@@ -571,8 +572,8 @@ def accuracy_markdown(command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[Row], machine: dict, path: str) -> None:
-    """Forward+backward milliseconds per layer, one bar per candidate (log scale)."""
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend, or an exit that says how to install it."""
     try:
         import matplotlib
 
@@ -580,6 +581,12 @@ def plot(rows: list[Row], machine: dict, path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise SystemExit('--plot needs matplotlib: pip install "xpconv[demo]"') from None
+    return plt
+
+
+def plot(rows: list[Row], machine: dict, path: str) -> None:
+    """Forward+backward milliseconds per layer, one bar per candidate (log scale)."""
+    plt = pyplot()
     layers = list(dict.fromkeys(r.layer for r in rows))
     names = list(dict.fromkeys(r.candidate for r in rows))
     both = {(r.layer, r.candidate): r.seconds * 1e3 for r in rows if r.phase == "both"}

@@ -6,7 +6,6 @@ and calls a private twin (``_dilate`` ...) that the convolution code uses direct
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
 from ._backends import memory_limit, set_into, window_view
-from ._geometry import human_bytes, normalize_pads, normalize_positive_ints
+from ._geometry import check_fits, normalize_pads, normalize_positive_ints
 
 Array = Any
 Namespace = Any
@@ -37,12 +36,7 @@ def itemsize(xp: Namespace, dtype: Any) -> int:
 
 def _check_result_size(shape: Sequence[int], x: Array, xp: Namespace, cause: str) -> None:
     """Refuse, before allocating, a result larger than the memory of x's device."""
-    size, limit = math.prod(shape) * itemsize(xp, x.dtype), memory_limit(x, xp)
-    if size > limit:
-        raise ValueError(
-            f"{cause} makes the result {tuple(shape)}: {human_bytes(size)}, more than the "
-            f"{human_bytes(limit)} of memory on its device"
-        )
+    check_fits(shape, itemsize(xp, x.dtype), memory_limit(x, xp), what="the result", cause=cause)
 
 
 def _namespace(x: Array, name: str) -> Namespace:

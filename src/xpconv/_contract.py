@@ -44,7 +44,6 @@ __all__ = [
     "WORKSPACE_ENV",
     "contract_weights",
     "correlate",
-    "itemsize",
     "over_batch",
     "resolve_workspace",
     "scatter_windows",
@@ -78,9 +77,8 @@ def over_batch(
 ) -> Array:
     """``fn`` over slices of the batch (axis 0 of every array) that keep ``sample_bytes`` per sample
     of temporaries under ``workspace`` (on the CPU, near ``cpu_budget``, by default
-    ``CPU_CHUNK_BYTES``); results concatenated
-    along the batch, or summed. ``fn`` may return a view of its temporaries (a permutation, say):
-    it is copied into the result once."""
+    ``CPU_CHUNK_BYTES``); results concatenated along the batch, or summed. ``fn`` may return a
+    view of its temporaries (a permutation, say): it is copied into the result once."""
     batch = arrays[0].shape[0]
     if on_cpu(arrays[0], xp):
         budget = min(workspace, CPU_CHUNK_BYTES if cpu_budget is None else cpu_budget)
@@ -111,10 +109,6 @@ def _spatial_axes(first: int, count: int) -> tuple[int, ...]:
     return tuple(range(first, first + count))
 
 
-def _padded(x: Array, xp: Namespace, pads: Sequence[tuple[int, int]] | None) -> Array:
-    return x if pads is None else _pad_or_crop(x, xp, pads)
-
-
 def correlate(
     x: Array,
     kernel: Array,
@@ -125,7 +119,7 @@ def correlate(
     groups: int,
     out: Sequence[int],
     workspace: int,
-    pads: Sequence[tuple[int, int]] | None = None,
+    pads: Sequence[tuple[int, int]],
 ) -> Array:
     """Grouped correlation of ``x`` ``(N, C, *size)``, zero-padded by ``pads`` (a negative amount
     crops), with ``kernel`` ``(F, C // groups, *k)``. Returns ``(N, F, *out)``.
@@ -145,7 +139,7 @@ def correlate(
 
     def chunk(x_part: Array) -> Array:
         rows = x_part.shape[0]
-        view = window_view(_padded(x_part, xp, pads), xp, ksize, stride, dilation, out)
+        view = window_view(_pad_or_crop(x_part, xp, pads), xp, ksize, stride, dilation, out)
         columns = xp.reshape(xp.permute_dims(view, to_columns), (rows, groups, per_group, math.prod(out)))
         return xp.reshape(xp.matmul(weights, columns), (rows, filters, *out))
 
@@ -164,8 +158,8 @@ def contract_weights(
     groups: int,
     out: Sequence[int],
     workspace: int,
+    pads: Sequence[tuple[int, int]],
     swap_roles: bool = False,
-    pads: Sequence[tuple[int, int]] | None = None,
 ) -> Array:
     """``dK[f, c, k] = sum_{n, o} dz[n, f, o] * W[n, c, o, k]`` for the windows ``W`` of ``x`` zero-padded
     by ``pads`` (per batch chunk, as in :func:`correlate`).
@@ -189,7 +183,7 @@ def contract_weights(
 
     def chunk(dz_part: Array, x_part: Array) -> Array:
         rows = x_part.shape[0]
-        view = window_view(_padded(x_part, xp, pads), xp, window, stride, dilation, out)
+        view = window_view(_pad_or_crop(x_part, xp, pads), xp, window, stride, dilation, out)
         columns = xp.reshape(xp.permute_dims(view, to_columns), (groups, per_group, rows * math.prod(positions)))
         grads = xp.reshape(xp.permute_dims(dz_part, dz_to_rows), (groups, filters // groups, -1))
         return xp.matmul(grads, xp.matrix_transpose(columns))

@@ -11,7 +11,6 @@ transposed kinds are not run (the summary says so). Integer cases must be exact.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -21,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from . import _api, _transpose
-from ._check import _import, available_targets
-from ._geometry import conv_geometry
+from ._check import _import, add_bias, available_targets, finite_difference_reference, relative_error
+from ._geometry import ConvGeometry, conv_geometry
 
 TOLERANCE = 1e-10
 
@@ -41,6 +40,24 @@ class GateCase:
     x_shape: tuple[int, ...]
     kernel_shape: tuple[int, ...]
     params: dict = field(default_factory=dict)
+
+    def geometry(self) -> ConvGeometry:
+        """The convolution's geometry (non-transposed cases)."""
+        return conv_geometry(self.x_shape, self.kernel_shape, ndim=self.ndim, **self.params)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """From the definitions (torch's for the transposed convolution), not from xpconv."""
+        if not self.transposed:
+            return self.geometry().output_shape
+        p = self.params
+        size = tuple(
+            (n - 1) * s - 2 * pad + d * (k - 1) + extra + 1
+            for n, s, pad, d, k, extra in zip(
+                self.x_shape[2:], p["stride"], p["padding"], p["dilation"], self.kernel_shape[2:], p["output_padding"]
+            )
+        )
+        return (self.x_shape[0], self.kernel_shape[1] * p["groups"], *size)
 
     def kinds(self) -> list[str]:
         return [
@@ -109,11 +126,6 @@ def draw_case(rng: np.random.Generator) -> GateCase:
     )
 
 
-def _explicit_pads(case: GateCase) -> tuple[tuple[int, int], ...]:
-    geometry = conv_geometry(case.x_shape, case.kernel_shape, ndim=case.ndim, **case.params)
-    return geometry.pads
-
-
 def _torch_reference(case: GateCase, x, kernel, bias, dz) -> tuple[np.ndarray, ...]:
     import torch
     import torch.nn.functional as F
@@ -128,58 +140,14 @@ def _torch_reference(case: GateCase, x, kernel, bias, dz) -> tuple[np.ndarray, .
             dilation=p["dilation"],
         )  # fmt: skip
     else:
-        pads = tuple(amount for pair in reversed(_explicit_pads(case)) for amount in pair)
+        pads = tuple(amount for pair in reversed(case.geometry().pads) for amount in pair)
         z = getattr(F, f"conv{case.ndim}d")(
             F.pad(xt, pads), kt, stride=p["stride"], dilation=p["dilation"], groups=p["groups"]
         )
-    if bt is not None:
-        z = z + (bt.reshape(-1, *[1] * case.ndim) if bt.ndim == 1 else bt)
+    z = add_bias(z, bt)  # a torch tensor: the same reshape
     z.backward(torch.tensor(dz))
     db = None if bt is None else bt.grad.numpy()
     return z.detach().numpy(), xt.grad.numpy(), kt.grad.numpy(), db
-
-
-def _loop_forward(case: GateCase, x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """The definition of the (non-transposed) forward pass, one kernel tap and group at a time."""
-    geometry = conv_geometry(case.x_shape, case.kernel_shape, ndim=case.ndim, **case.params)
-    padded = np.pad(x, ((0, 0), (0, 0), *geometry.pads))
-    groups = geometry.groups
-    cg, fg = geometry.in_channels // groups, geometry.out_channels // groups
-    z = np.zeros(geometry.output_shape)
-    for g, tap in itertools.product(range(groups), itertools.product(*(range(k) for k in geometry.kernel_size))):
-        index = tuple(
-            slice(t * d, t * d + s * (o - 1) + 1, s)
-            for t, d, s, o in zip(tap, geometry.dilation, geometry.stride, geometry.output_size)
-        )
-        window = padded[(slice(None), slice(g * cg, (g + 1) * cg), *index)]
-        weights = kernel[(slice(g * fg, (g + 1) * fg), slice(None), *tap)]
-        z[:, g * fg : (g + 1) * fg] += np.tensordot(window, weights, axes=([1], [1])).transpose(
-            0, window.ndim - 1, *range(1, window.ndim - 1)
-        )
-    return z
-
-
-def _finite_difference_errors(case, x, kernel, bias, dz, grads, rng) -> float:
-    def loss(x_, kernel_, bias_):
-        z = _loop_forward(case, x_, kernel_)
-        if bias_ is not None:
-            z = z + (bias_.reshape(-1, *[1] * case.ndim) if bias_.ndim == 1 else bias_)
-        return float(np.sum(z * dz))
-
-    worst = 0.0
-    arguments = [x, kernel, bias]
-    for slot, grad in enumerate(grads):
-        if grad is None:
-            continue
-        direction = rng.standard_normal(arguments[slot].shape)
-        plus, minus = list(arguments), list(arguments)
-        plus[slot], minus[slot] = arguments[slot] + direction, arguments[slot] - direction
-        difference = (loss(*plus) - loss(*minus)) / 2
-        analytic = float(np.sum(grad * direction))
-        worst = max(
-            worst, abs(difference - analytic) / (float(np.linalg.norm(grad) * np.linalg.norm(direction)) + 1e-300)
-        )
-    return worst
 
 
 def _channels_last(a: np.ndarray) -> np.ndarray:
@@ -196,7 +164,7 @@ def run_case(case: GateCase, target: Any, rng: np.random.Generator, torch_availa
     x, kernel = values(case.x_shape), values(case.kernel_shape)
     call = _transpose.conv_transpose if case.transposed else _api.conv
     backward = _transpose.conv_transpose_backward if case.transposed else _api.conv_backward
-    z_shape = tuple(call(np.zeros(case.x_shape), np.zeros(case.kernel_shape), **case.params).shape)
+    z_shape = case.output_shape
     filters = z_shape[1]
     bias = None if case.bias is None else values((filters,) if case.bias == "tied" else (filters, *z_shape[2:]))
     dz = values(z_shape)
@@ -220,10 +188,8 @@ def run_case(case: GateCase, target: Any, rng: np.random.Generator, torch_availa
     if integer:
         assert all(g is None or g.dtype == np.int64 for g in got), [None if g is None else g.dtype for g in got]
     if expected is None:  # no torch: the loop forward, and finite differences of sum(z * dz)
-        forward = _loop_forward(case, x, kernel)
-        if bias is not None:
-            forward = forward + (bias.reshape(-1, *[1] * case.ndim) if bias.ndim == 1 else bias)
-        return max(_relative(z, forward), _finite_difference_errors(case, x, kernel, bias, dz, (dx, dk, db), rng))
+        reference = finite_difference_reference(x, kernel, bias, dz, case.geometry(), rng)
+        return max(relative_error(z, reference.z), reference.check_gradients(dx, dk, db))
     errors = []
     for actual, reference, scale in zip(got, expected, (None, None, None, float(np.sum(np.abs(dz))))):
         if reference is None:
@@ -231,15 +197,8 @@ def run_case(case: GateCase, target: Any, rng: np.random.Generator, torch_availa
         if integer:
             errors.append(0.0 if np.array_equal(actual.astype(np.float64), np.rint(reference)) else math.inf)
         else:
-            errors.append(_relative(actual, reference, scale))
+            errors.append(relative_error(actual, reference, scale))
     return max(errors)
-
-
-def _relative(actual: np.ndarray, expected: np.ndarray, scale: float | None = None) -> float:
-    if actual.shape != expected.shape:
-        return math.inf
-    scale = max(scale or float(np.max(np.abs(expected), initial=0.0)), 1e-300)
-    return float(np.max(np.abs(actual - expected), initial=0.0)) / scale
 
 
 def run_gate(count: int, seed: int, print_fn: Callable[[str], None] = print) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 __all__ = [
     "ConvGeometry",
     "Padding",
+    "check_fits",
     "check_memory",
     "conv_geometry",
     "human_bytes",
@@ -283,23 +284,22 @@ def check_memory(
     padding ((0, 1000000000), (0, 1000000000)) makes one padded sample of the input
     (1, 1000000004, 1000000004): 7.11e+03 PiB, more than the 1 TiB of memory on its device
     """
-    limit = min(limit, 2**63 - 1)
     padded_sample = (geometry.in_channels, *geometry.padded_size)
     columns = (geometry.in_channels, math.prod(geometry.kernel_size), math.prod(geometry.output_size))
     needs = [("one padded sample of the input", padded_sample), ("one sample's column matrix", columns)]
     if outputs:
         needs.append(("the output", geometry.output_shape))
+    if cause is None:
+        cause = f"padding {geometry.pads}" if any(b or a for b, a in geometry.pads) else "the input and kernel shapes"
     for what, shape in needs:
-        size = math.prod(shape) * itemsize
-        if size <= limit:
-            continue
-        if cause is not None:
-            named = cause
-        elif any(b or a for b, a in geometry.pads):
-            named = f"padding {geometry.pads}"
-        else:
-            named = "the input and kernel shapes"
+        check_fits(shape, itemsize, limit, what=what, cause=cause)
+
+
+def check_fits(shape: Sequence[int], itemsize: int, limit: int, *, what: str, cause: str) -> None:
+    """A ``ValueError`` naming ``cause`` when an array of ``shape`` would not fit in ``limit`` bytes."""
+    size, limit = math.prod(shape) * itemsize, min(limit, 2**63 - 1)
+    if size > limit:
         raise ValueError(
-            f"{named} makes {what} {tuple(shape)}: {human_bytes(size)}, "
+            f"{cause} makes {what} {tuple(shape)}: {human_bytes(size)}, "
             f"more than the {human_bytes(limit)} of memory on its device"
         )

@@ -100,6 +100,17 @@ def winograd_pays(geometry: ConvGeometry, grad: str) -> bool:
     return min(size) >= 16 or fewest >= 2 * WINOGRAD_MIN_CHANNELS
 
 
+def _forward_windows(geometry: ConvGeometry) -> dict[str, Any]:
+    """The windows of the forward correlation, as the column-matrix passes of ``_contract`` take them."""
+    return {
+        "stride": geometry.stride,
+        "dilation": geometry.dilation,
+        "groups": geometry.groups,
+        "out": geometry.output_size,
+        "pads": geometry.pads,
+    }
+
+
 def _tiling(geometry: ConvGeometry) -> Tiling:
     """Winograd tiles of the forward correlation (the output) of this convolution."""
     return Tiling(pads=geometry.pads, dilation=geometry.dilation, groups=geometry.groups, out=geometry.output_size)
@@ -128,17 +139,7 @@ def forward(
     if _use_winograd(method, geometry, xp, x.dtype, "forward"):
         z = winograd_correlate(x, kernel, xp, _tiling(geometry), workspace)
     else:
-        z = correlate(
-            x,
-            kernel,
-            xp,
-            stride=geometry.stride,
-            dilation=geometry.dilation,
-            groups=geometry.groups,
-            out=geometry.output_size,
-            workspace=workspace,
-            pads=geometry.pads,
-        )
+        z = correlate(x, kernel, xp, **_forward_windows(geometry), workspace=workspace)
     if bias is None:
         return z
     if bias.ndim == 1:
@@ -216,16 +217,7 @@ def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, meth
         return winograd_weight_grad(dz, x, xp, _tiling(geometry), workspace)
     if method != "dilate":
         return contract_weights(
-            dz,
-            x,
-            xp,
-            window=geometry.kernel_size,
-            stride=geometry.stride,
-            dilation=geometry.dilation,
-            groups=geometry.groups,
-            out=geometry.output_size,
-            workspace=workspace,
-            pads=geometry.pads,
+            dz, x, xp, window=geometry.kernel_size, **_forward_windows(geometry), workspace=workspace
         )
     # The tutorial's dK: windows of the size of the dilated dz, one per kernel tap (taps are
     # `dilation` apart), correlated with the dilated dz. The `tail` rows never meet dz.

@@ -14,7 +14,18 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ._bench import REFERENCE, Layer, Row, Workers, _memory_in_subprocess, _rows, available, machine_description
+from ._bench import (
+    REFERENCE,
+    Layer,
+    Row,
+    Workers,
+    _memory_in_subprocess,
+    _rows,
+    available,
+    machine_description,
+    pyplot,
+    time_layer,
+)
 
 BATCHES = (1, 4, 16, 64, 256)
 SIZES = (14, 28, 56, 112, 224)
@@ -31,8 +42,6 @@ def sweep_layers() -> list[Layer]:
 
 
 def run_sweep(device: str, repeats: int, memory: bool, out: Path, plot_path: str | None, command: str) -> int:
-    from ._bench import time_layer
-
     names = available(device, CANDIDATES if device == "cpu" else None)
     rows: list[Row] = []
     workers = Workers(names, device)
@@ -89,13 +98,7 @@ def sweep_markdown(rows: list[Row], machine: dict, command: str) -> str:
 
 def sweep_plot(rows: list[Row], machine: dict, path: str) -> None:
     """Log-log: forward+backward time and peak extra memory against the work, per candidate."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit('--plot needs matplotlib: pip install "xpconv[demo]"') from None
+    plt = pyplot()
     figure, (timing, memory) = plt.subplots(1, 2, figsize=(11, 4.5))
     for name in dict.fromkeys(r.candidate for r in rows):
         for prefix, marker in (("batch", "o"), ("size", "s")):
