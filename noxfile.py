@@ -6,7 +6,7 @@ unpinned torch downloads a multi-GB CUDA build.
 
 import nox
 
-nox.options.sessions = ["numpy", "torch", "strict", "jax", "dask", "lint"]
+nox.options.sessions = ["numpy", "torch", "strict", "jax", "dask", "typecheck", "lint"]
 TORCH_CPU = "torch==2.13.0"
 
 
@@ -66,6 +66,13 @@ def release(session: nox.Session) -> None:
     """The release gate: 10,000 drawn cases of every kind against torch autograd (about 5 minutes on 2 cores)."""
     session.install(TORCH_CPU, ".[test]")
     session.run("python", "-m", "xpconv", "check", "--cases", "10000", "--seed", "0", *session.posargs)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on src/ and on a user script calling every public function; a misspelled keyword must fail."""
+    session.install(".[test]")
+    session.run("python", "-m", "pytest", "tests/test_typing.py", *session.posargs)
 
 
 @nox.session

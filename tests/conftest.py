@@ -1,4 +1,4 @@
-"""The ``backend`` fixture: one entry per array library xpconv is tested on.
+"""The ``xp`` fixture: the namespace of each array library xpconv is tested on.
 
 numpy, torch (CPU), array-api-strict, JAX and Dask run wherever they are installed; torch-cuda and cupy skip,
 with the reason, unless a CUDA device answers a real computation (an import alone proves nothing).
@@ -6,35 +6,19 @@ with the reason, unless a CUDA device answers a real computation (an import alon
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import installed
 from hypothesis import settings
 
 settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
-
-
-@dataclass(frozen=True)
-class Backend:
-    """How a test makes arrays of one library, and reads them back as NumPy."""
-
-    name: str
-    asarray: Callable[[np.ndarray], Any]
-    supports_integer_matmul: bool = True
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-def installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 def _probe_torch_cuda() -> str | None:
@@ -68,40 +52,49 @@ def _probe_cupy() -> str | None:
     return None
 
 
-def _make_backend(name: str) -> Backend:
+def _namespace(name: str) -> Any:
+    """The array API namespace of a tested library: what ``array_namespace`` gives for its arrays."""
+    from array_api_compat import array_namespace
+
     if name == "numpy":
-        return Backend("numpy", lambda a: a.copy())
+        return array_namespace(np.zeros(1))
     if name == "array_api_strict":
         import array_api_strict
 
-        return Backend(name, lambda a: array_api_strict.asarray(a.copy()))
+        return array_api_strict
     if name in ("torch", "torch-cuda"):
         import torch
 
-        device = "cuda" if name == "torch-cuda" else "cpu"
-        return Backend(name, lambda a: torch.asarray(a.copy(), device=device), supports_integer_matmul=device == "cpu")
+        return array_namespace(torch.zeros(1))
     if name == "cupy":
         import cupy
 
-        return Backend(name, cupy.asarray)
+        return array_namespace(cupy.zeros(1))
     if name == "jax":
         import jax
 
         jax.config.update("jax_enable_x64", True)  # the float64 comparisons need it
-        import jax.numpy as jnp
-
-        return Backend(name, jnp.asarray)
+        return array_namespace(jax.numpy.zeros(1))
     if name == "dask":
         import dask.array as da
 
-        # chunked along the first axis (the batch of x and dz), as a user's data would be
-        return Backend(
-            name,
-            lambda a: (
-                da.from_array(a.copy(), chunks=(max(1, a.shape[0] // 2), *a.shape[1:])) if a.ndim else da.from_array(a)
-            ),
-        )
+        return array_namespace(da.zeros(1))
     raise ValueError(name)
+
+
+@contextlib.contextmanager
+def _on_device(name: str) -> Iterator[None]:
+    """torch-cuda: new tensors (``xp.asarray``, ``xp.zeros``) go to the GPU while the test runs."""
+    if name != "torch-cuda":
+        yield
+        return
+    import torch
+
+    torch.set_default_device("cuda")
+    try:
+        yield
+    finally:
+        torch.set_default_device("cpu")
 
 
 def _selected(name: str) -> bool:
@@ -134,23 +127,14 @@ BACKEND_PARAMS_BUT_JAX = [p for p in BACKEND_PARAMS if p.values[0] != "jax"]
 
 
 @pytest.fixture(params=BACKEND_PARAMS)
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return _make_backend(request.param)
+def xp(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The namespace of each tested library (arrays made with ``helpers.asarray``)."""
+    with _on_device(request.param):
+        yield _namespace(request.param)
 
 
 @pytest.fixture(params=BACKEND_PARAMS_BUT_JAX)
-def eager_backend(request: pytest.FixtureRequest) -> Backend:
-    return _make_backend(request.param)
-
-
-def to_numpy(a: Any) -> np.ndarray:
-    """A NumPy copy of an array of any tested library."""
-    from array_api_compat import is_cupy_array, is_dask_array, is_torch_array
-
-    if is_torch_array(a):
-        return a.detach().cpu().numpy()
-    if is_cupy_array(a):
-        return a.get()
-    if is_dask_array(a):
-        return np.asarray(a.compute())
-    return np.asarray(np.from_dlpack(a))
+def eager_xp(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """As ``xp``, without JAX (see ``BACKEND_PARAMS_BUT_JAX``)."""
+    with _on_device(request.param):
+        yield _namespace(request.param)

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import Backend, to_numpy
+from helpers import (
+    METHODS,
+    WINOGRAD_REFUSAL,
+    asarray,
+    assert_close,
+    explicit_pads,
+    geometries,
+    torch_reference,
+    winograd_applies,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import WINOGRAD_REFUSAL, explicit_pads, torch_reference, winograd_applies
 
 import xpconv
 
 pytest.importorskip("torch", reason="torch autograd is the reference")
 
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
-METHODS = ("auto", "direct", "dilate", "winograd")
 
 # (N, C, H, W, F, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -47,16 +54,7 @@ CASES += [
 CASES += [(2, 2, 3 + 4 * 2 + r, 3 + 4 + r, 3, (3, 3), 4, "valid", 1, 1) for r in range(4)]
 
 
-def assert_close(actual, expected, tol: float, what: str, scale: float | None = None) -> None:
-    """Max error relative to the largest expected value (or to ``scale``, for sums that may cancel)."""
-    actual, expected = to_numpy(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    scale = max(scale or float(np.max(np.abs(expected), initial=0.0)), 1e-30)
-    error = float(np.max(np.abs(actual - expected), initial=0.0)) / scale
-    assert error <= tol, f"{what}: relative error {error:.3g} > {tol:g}"
-
-
-def check_case(backend: Backend, case, dtype: str, seed: int) -> None:
+def check_case(xp, case, dtype: str, seed: int) -> None:
     n, c, h, w, f, ksize, stride, padding, dilation, groups = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
@@ -75,13 +73,15 @@ def check_case(backend: Backend, case, dtype: str, seed: int) -> None:
     # db sums dz; with few filters the sum can cancel to near zero, so measure against sum |dz|
     bias_scale = float(np.max(np.abs(dz.astype(np.float64)).sum(axis=(0, 2, 3)), initial=0.0))
     geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    X, K, B, U, DZ = (backend.asarray(a) for a in (x, kernel, bias, untied, dz))
+    X, K, B, U, DZ = (asarray(a, xp) for a in (x, kernel, bias, untied, dz))
+
+    def close(actual, expected, what: str, scale: float | None = None) -> None:
+        assert_close(actual, expected, xp=xp, dtype=getattr(xp, dtype), tol=tol, scale=scale, what=what)
 
     z = xpconv.conv2d(X, K, B, **geometry)
-    assert type(z) is type(X) and z.dtype == X.dtype
-    assert_close(z, ref.z + bias[:, None, None], tol, "z (tied bias)")
-    assert_close(xpconv.conv2d(X, K, U, **geometry), ref.z + untied, tol, "z (untied bias)")
-    assert_close(xpconv.conv2d(X, K, **geometry), ref.z, tol, "z (no bias)")
+    close(z, ref.z + bias[:, None, None], "z (tied bias)")
+    close(xpconv.conv2d(X, K, U, **geometry), ref.z + untied, "z (untied bias)")
+    close(xpconv.conv2d(X, K, **geometry), ref.z, "z (no bias)")
 
     for method in METHODS:
         if method == "winograd" and not winograd_applies(ksize, stride):
@@ -90,71 +90,37 @@ def check_case(backend: Backend, case, dtype: str, seed: int) -> None:
             with pytest.raises(ValueError, match=WINOGRAD_REFUSAL):
                 xpconv.conv2d_backward(DZ, X, K, method=method, **geometry)
             continue
-        assert_close(xpconv.conv2d(X, K, B, method=method, **geometry), ref.z + bias[:, None, None], tol, method)
+        close(xpconv.conv2d(X, K, B, method=method, **geometry), ref.z + bias[:, None, None], method)
         dx, dk, db = xpconv.conv2d_backward(DZ, X, K, method=method, **geometry)
-        assert type(dx) is type(X) and dx.dtype == X.dtype
-        assert_close(dx, ref.dx, tol, f"dx ({method})")
-        assert_close(dk, ref.dkernel, tol, f"dkernel ({method})")
-        assert_close(db, ref.dbias_tied, tol, f"dbias ({method})", scale=bias_scale)
+        close(dx, ref.dx, f"dx ({method})")
+        close(dk, ref.dkernel, f"dkernel ({method})")
+        close(db, ref.dbias_tied, f"dbias ({method})", scale=bias_scale)
     _, _, db_untied = xpconv.conv2d_backward(DZ, X, K, bias="untied", **geometry)
-    assert_close(db_untied, ref.dbias_untied, tol, "dbias untied")
+    close(db_untied, ref.dbias_untied, "dbias untied")
+    # the forward's bias array itself: its shape says tied or untied
+    close(xpconv.conv2d_backward(DZ, X, K, bias=B, **geometry)[2], ref.dbias_tied, "dbias of B", scale=bias_scale)
+    close(xpconv.conv2d_backward(DZ, X, K, bias=U, **geometry)[2], ref.dbias_untied, "dbias of U")
     assert xpconv.conv2d_backward(DZ, X, K, bias=None, **geometry)[2] is None
-    assert_close(xpconv.conv2d_input_grad(DZ, K, x.shape, **geometry), ref.dx, tol, "conv2d_input_grad")
-    assert_close(xpconv.conv2d_weight_grad(DZ, X, kernel.shape, **geometry), ref.dkernel, tol, "conv2d_weight_grad")
+    close(xpconv.conv2d_input_grad(DZ, K, x.shape, **geometry), ref.dx, "conv2d_input_grad")
+    close(xpconv.conv2d_weight_grad(DZ, X, kernel.shape, **geometry), ref.dkernel, "conv2d_weight_grad")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
-def test_table(backend: Backend, case, dtype: str) -> None:
-    check_case(backend, case, dtype, seed=CASES.index(case))
-
-
-@st.composite
-def geometries(draw, kernel_size=None, stride=None):
-    """Any 2-D geometry; ``kernel_size`` and ``stride`` fix those two (Winograd's 3x3 at stride 1)."""
-    kind = draw(st.sampled_from(["dense", "grouped", "depthwise"]))
-    if kind == "depthwise":
-        groups = draw(st.integers(1, 4))
-        c, f = groups, groups * draw(st.integers(1, 2))
-    else:
-        groups = 1 if kind == "dense" else draw(st.integers(2, 3))
-        c, f = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
-    ksize = kernel_size or (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    stride = stride or (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = draw(
-        st.one_of(
-            st.sampled_from(["valid", "same"]),
-            st.integers(0, 3),
-            st.tuples(st.integers(0, 3), st.integers(0, 3)),
-            st.tuples(*[st.tuples(st.integers(0, 3), st.integers(0, 3))] * 2),
-        )
-    )
-    size = []
-    for axis in range(2):
-        span = dilation[axis] * (ksize[axis] - 1) + 1
-        pads = explicit_pads(padding, (1, 1), ksize, stride, dilation)[axis] if padding != "same" else (0, 0)
-        smallest = max(1, span - sum(pads))
-        # residue of (padded - span) mod stride drawn explicitly, so every remainder occurs
-        extra = draw(st.integers(0, 3)) * stride[axis] + draw(st.integers(0, stride[axis] - 1))
-        if kernel_size:  # residues modulo the 4x4 output tile matter there
-            extra += draw(st.integers(0, 9))
-        size.append(smallest + extra)
-    n = draw(st.integers(1, 3))
-    stride_arg = stride if stride[0] != stride[1] else stride[0]
-    return (n, c, *size, f, ksize, stride_arg, padding, dilation, groups)
+def test_table(xp, case, dtype: str) -> None:
+    check_case(xp, case, dtype, seed=CASES.index(case))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the backend fixture is stateless
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the xp fixture is stateless
 @given(case=geometries(), seed=st.integers(0, 2**32 - 1))
-def test_drawn_geometries(eager_backend: Backend, case, dtype: str, seed: int) -> None:
-    check_case(eager_backend, case, dtype, seed)
+def test_drawn_geometries(eager_xp, case, dtype: str, seed: int) -> None:
+    check_case(eager_xp, case, dtype, seed)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=geometries(kernel_size=(3, 3), stride=(1, 1)), seed=st.integers(0, 2**32 - 1))
-def test_drawn_winograd_geometries(eager_backend: Backend, case, dtype: str, seed: int) -> None:
+def test_drawn_winograd_geometries(eager_xp, case, dtype: str, seed: int) -> None:
     """3x3 at stride 1: every method, "winograd" included, on drawn padding, dilation, groups and sizes."""
-    check_case(eager_backend, case, dtype, seed)
+    check_case(eager_xp, case, dtype, seed)

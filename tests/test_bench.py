@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from xpconv import _bench
+from xpconv.tools import bench as _bench
 
 
 def test_bench_writes_markdown_and_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -40,7 +40,7 @@ def test_bench_candidates_compute_the_same_gradients() -> None:
 def test_sweep_writes_table_and_plot(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sweep's machinery on two small points (the real one runs batch 1-256 and images 14-224)."""
     pytest.importorskip("matplotlib", reason="the plot needs matplotlib (extra 'demo')")
-    from xpconv import _sweep
+    from xpconv.tools import sweep as _sweep
 
     monkeypatch.setattr(_sweep, "BATCHES", (1,))
     monkeypatch.setattr(_sweep, "SIZES", (14,))

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from xpconv import _check, _gradients
-from xpconv.__main__ import main
+from xpconv import _gradients
+from xpconv.tools import check
+from xpconv.tools.cli import main
 
 
 def test_check_passes(capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,7 +28,7 @@ def test_check_passes_with_numpy_alone() -> None:
         "        if name.split('.')[0] in {'torch', 'cupy', 'jax', 'array_api_strict', 'dask'}:\n"
         "            raise ImportError(name)\n"
         "sys.meta_path.insert(0, NotInstalled())\n"
-        "from xpconv.__main__ import main\n"
+        "from xpconv.tools.cli import main\n"
         "sys.exit(main(['check', '--cases', '6']))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -40,8 +41,8 @@ def test_check_fails_on_a_wrong_gradient(monkeypatch: pytest.MonkeyPatch, torch_
     if torch_available:
         pytest.importorskip("torch")
     else:
-        real_import = _check._import
-        monkeypatch.setattr(_check, "_import", lambda name: None if name == "torch" else real_import(name))
+        real_import = check.optional_import
+        monkeypatch.setattr(check, "optional_import", lambda name: None if name == "torch" else real_import(name))
     right = _gradients.weight_grad
     monkeypatch.setattr(_gradients, "weight_grad", lambda *args: right(*args) * 1.001)
     assert main(["check", "--cases", "2"]) == 1
@@ -50,7 +51,7 @@ def test_check_fails_on_a_wrong_gradient(monkeypatch: pytest.MonkeyPatch, torch_
 
 def test_release_gate_draws_every_kind(capsys: pytest.CaptureFixture[str]) -> None:
     """The gate's summary counts each kind of call it promises to cover, and all of them pass."""
-    from xpconv._gate import run_gate
+    from xpconv.tools.gate import run_gate
 
     assert run_gate(150, seed=3) == 0
     output = capsys.readouterr().out

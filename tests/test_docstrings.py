@@ -7,14 +7,26 @@ import importlib
 
 import pytest
 
-MODULES = ["xpconv", "xpconv._api", "xpconv._blocks", "xpconv._geometry", "xpconv._contract", "xpconv._gradients"]
+MODULES = [
+    "xpconv",
+    "xpconv._api",
+    "xpconv._arguments",
+    "xpconv._blocks",
+    "xpconv._contract",
+    "xpconv._geometry",
+    "xpconv._gradients",
+    "xpconv._layers",
+    "xpconv._transpose",
+    "xpconv._winograd",
+    "xpconv.network",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
-    if name in ("xpconv", "xpconv._api", "xpconv._blocks", "xpconv._geometry"):
+    if name in ("xpconv", "xpconv._api", "xpconv._blocks", "xpconv._geometry", "xpconv._layers", "xpconv._transpose"):
         assert result.attempted > 0, f"{name} should have runnable examples"
 
 

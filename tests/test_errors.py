@@ -56,7 +56,11 @@ CASES = {
     "groups not dividing C": (lambda: conv(groups=3, kernel=np.ones((6, 1, 3, 3))), ValueError, r"groups must divide"),
     "groups not dividing F": (lambda: conv(kernel=np.ones((5, 2, 3, 3))), ValueError, r"groups must divide the 5"),
     "zero groups": (lambda: conv(groups=0), ValueError, r"groups must be positive"),
-    "unknown bias mode": (lambda: backward(bias="shared"), ValueError, r"bias must be 'tied', 'untied' or None"),
+    "unknown bias mode": (
+        lambda: backward(bias="shared"),
+        ValueError,
+        r"bias must be 'tied', 'untied', None or the forward's bias array",
+    ),
     "unknown method": (lambda: backward(method="fft"), ValueError, r"method must be one of"),
     "unknown forward method": (lambda: conv(method="fft"), ValueError, r"method must be one of"),
     "winograd on 5x5": (

@@ -7,11 +7,12 @@ where torch autograd in float64 is exact: its results, rounded, are the exact re
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Backend, to_numpy
-from reference import torch_reference, torch_transpose_reference
+from array_api_compat import is_torch_namespace
+from helpers import asarray, assert_close, torch_reference, torch_transpose_reference
 
 import xpconv
 
@@ -29,21 +30,19 @@ def draw(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.nda
     return rng.integers(low, high + 1, shape).astype(dtype)
 
 
-def expected_dtype(backend: Backend, dtype: str) -> str:
-    """The standard's sum: the default integer (int64), unsigned for unsigned input; torch has no
-    uint64 arithmetic and its own sum gives int64."""
-    return "uint64" if dtype.startswith("u") and backend.name not in ("torch", "torch-cuda") else "int64"
+def expected_dtype(xp, dtype: str) -> tuple[Any, str]:
+    """The library and the dtype of the results: the standard's sum gives the default integer
+    (int64), unsigned for unsigned input; torch has no uint64 arithmetic and its own sum gives int64."""
+    return xp, "uint64" if dtype.startswith("u") and not is_torch_namespace(xp) else "int64"
 
 
-def check_exact(got, expected: np.ndarray, dtype: str, what: str) -> None:
-    array = to_numpy(got)
-    assert str(array.dtype) == dtype, f"{what}: dtype {array.dtype}, expected {dtype}"
-    assert array.shape == expected.shape, f"{what}: shape {array.shape} != {expected.shape}"
-    np.testing.assert_array_equal(array.astype(np.float64), np.rint(expected), err_msg=what)
+def check_exact(got, expected: np.ndarray, result: tuple[Any, str], what: str) -> None:
+    xp, dtype = result
+    assert_close(got, np.rint(expected).astype(dtype), xp=xp, exact=True, what=what)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_conv2d_every_pass_is_exact(eager_backend: Backend, dtype: str) -> None:
+def test_conv2d_every_pass_is_exact(eager_xp, dtype: str) -> None:
     rng = np.random.default_rng(DTYPES.index(dtype))
     x, kernel = draw(rng, (2, 4, 7, 6), dtype), draw(rng, (6, 2, 3, 3), dtype)
     params = dict(stride=(1, 2), padding=1, groups=2)
@@ -52,8 +51,8 @@ def test_conv2d_every_pass_is_exact(eager_backend: Backend, dtype: str) -> None:
     ref = torch_reference(
         *(a.astype(np.float64) for a in (x, kernel, dz)), stride=(1, 2), pads=((1, 1), (1, 1)), dilation=1, groups=2
     )
-    result = expected_dtype(eager_backend, dtype)
-    X, K, DZ, B = (eager_backend.asarray(a) for a in (x, kernel, dz, bias))
+    result = expected_dtype(eager_xp, dtype)
+    X, K, DZ, B = (asarray(a, eager_xp) for a in (x, kernel, dz, bias))
 
     if dtype != "int64":  # int64 is the accumulator itself
         assert float(np.max(np.abs(ref.z))) > np.iinfo(dtype).max, "the draw must overflow the input dtype"
@@ -68,9 +67,9 @@ def test_conv2d_every_pass_is_exact(eager_backend: Backend, dtype: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8"])
-def test_nd_and_transposed_are_exact(eager_backend: Backend, dtype: str) -> None:
+def test_nd_and_transposed_are_exact(eager_xp, dtype: str) -> None:
     rng = np.random.default_rng(7)
-    result = expected_dtype(eager_backend, dtype)
+    result = expected_dtype(eager_xp, dtype)
     for size, ksize in (((9,), (3,)), ((4, 5, 4), (2, 3, 2))):
         x, kernel = draw(rng, (2, 3, *size), dtype), draw(rng, (4, 3, *ksize), dtype)
         out = tuple(n - k + 1 for n, k in zip(size, ksize))
@@ -78,7 +77,7 @@ def test_nd_and_transposed_are_exact(eager_backend: Backend, dtype: str) -> None
         ref = torch_reference(
             *(a.astype(np.float64) for a in (x, kernel, dz)), stride=1, pads=((0, 0),) * len(size), dilation=1, groups=1
         )
-        X, K, DZ = (eager_backend.asarray(a) for a in (x, kernel, dz))
+        X, K, DZ = (asarray(a, eager_xp) for a in (x, kernel, dz))
         check_exact(xpconv.conv(X, K), ref.z, result, f"{len(size)}-D z")
         dx, dk, _ = xpconv.conv_backward(DZ, X, K)
         check_exact(dx, ref.dx, result, f"{len(size)}-D dx")
@@ -88,7 +87,7 @@ def test_nd_and_transposed_are_exact(eager_backend: Backend, dtype: str) -> None
     params = dict(stride=2, padding=1, output_padding=1, dilation=1, groups=1)
     dz = draw(rng, (2, 2, 8, 10), dtype)
     ref = torch_transpose_reference(*(a.astype(np.float64) for a in (x, kernel, dz)), **params)
-    X, K, DZ = (eager_backend.asarray(a) for a in (x, kernel, dz))
+    X, K, DZ = (asarray(a, eager_xp) for a in (x, kernel, dz))
     check_exact(xpconv.conv_transpose(X, K, **params), ref.z, result, "transposed z")
     dx, dk, _ = xpconv.conv_transpose_backward(DZ, X, K, **params)
     check_exact(dx, ref.dx, result, "transposed dx")

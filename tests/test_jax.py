@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import (
+    TRANSPOSED,
+    assert_close,
+    explicit_pads,
+    geometries,
+    torch_reference,
+    torch_transpose_output_shape,
+    torch_transpose_reference,
+    transposed_cases,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import explicit_pads, torch_reference, torch_transpose_output_shape, torch_transpose_reference
-from test_against_torch import geometries
-from test_nd_and_transposed import TRANSPOSED, transposed_cases
 
 import xpconv
 
@@ -16,13 +23,6 @@ jax = pytest.importorskip("jax", reason="JAX is not installed (extra 'jax')")
 pytest.importorskip("torch", reason="torch autograd is the reference")
 jax.config.update("jax_enable_x64", True)
 jnp = jax.numpy
-
-
-def assert_close(actual, expected) -> None:
-    actual = np.asarray(actual)
-    assert actual.shape == expected.shape
-    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
-    assert float(np.max(np.abs(actual - expected), initial=0.0)) <= 1e-12 * scale
 
 
 @settings(max_examples=8)
@@ -45,7 +45,7 @@ def test_jitted_conv2d_matches_torch(case, seed: int, method: str) -> None:
     z, dx, dk, db = everything(jnp.asarray(x), jnp.asarray(kernel), jnp.asarray(dz))
     assert isinstance(z, jax.Array)
     for got, expected in zip((z, dx, dk, db), (ref.z, ref.dx, ref.dkernel, ref.dbias_tied)):
-        assert_close(got, expected)
+        assert_close(got, expected, xp=jnp)
 
 
 def check_jitted_transposed(case, seed: int) -> None:
@@ -62,7 +62,7 @@ def check_jitted_transposed(case, seed: int) -> None:
 
     results = everything(jnp.asarray(x), jnp.asarray(kernel), jnp.asarray(dz))
     for got, expected in zip(results, (ref.z, ref.dx, ref.dkernel, ref.dbias_tied)):
-        assert_close(got, expected)
+        assert_close(got, expected, xp=jnp)
 
 
 @pytest.mark.parametrize("case", TRANSPOSED[:4], ids=[f"{len(c[2])}d-{i}" for i, c in enumerate(TRANSPOSED[:4])])
@@ -95,7 +95,7 @@ def test_jitted_conv3d_channels_last() -> None:
         )
 
     zl, dxl, dk, db = everything(*(jnp.asarray(a) for a in (np.transpose(x, last), kernel, np.transpose(dz, last))))
-    assert_close(zl, np.transpose(ref.z, last))
-    assert_close(dxl, np.transpose(ref.dx, last))
-    assert_close(dk, ref.dkernel)
-    assert_close(db, ref.dbias_tied)
+    assert_close(zl, np.transpose(ref.z, last), xp=jnp)
+    assert_close(dxl, np.transpose(ref.dx, last), xp=jnp)
+    assert_close(dk, ref.dkernel, xp=jnp)
+    assert_close(db, ref.dbias_tied, xp=jnp)

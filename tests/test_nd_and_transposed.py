@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import Backend, to_numpy
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from reference import (
+from helpers import (
+    METHODS,
+    TRANSPOSED,
     WINOGRAD_REFUSAL,
+    asarray,
+    assert_close,
     explicit_pads,
     torch_reference,
     torch_transpose_output_shape,
     torch_transpose_reference,
+    transposed_cases,
     winograd_applies,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import xpconv
 
 pytest.importorskip("torch", reason="torch autograd is the reference")
 
 TOL = 1e-12
-METHODS = ("auto", "direct", "dilate", "winograd")
 WRAPPERS = {
     1: (xpconv.conv1d, xpconv.conv1d_backward, xpconv.conv1d_input_grad, xpconv.conv1d_weight_grad),
     2: (xpconv.conv2d, xpconv.conv2d_backward, xpconv.conv2d_input_grad, xpconv.conv2d_weight_grad),
@@ -43,18 +46,11 @@ CASES = [
 ]
 
 
-def close(actual, expected, what: str) -> None:
-    actual = to_numpy(actual)
-    assert actual.shape == expected.shape, f"{what}: {actual.shape} != {expected.shape}"
-    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
-    assert float(np.max(np.abs(actual - expected), initial=0.0)) <= TOL * scale, what
-
-
 def per_axis(value, ndim):
     return (value,) * ndim if isinstance(value, int) else tuple(value)
 
 
-def check_conv(backend: Backend, case, seed: int) -> None:
+def check_conv(xp, case, seed: int) -> None:
     n, c, size, f, ksize, stride, padding, dilation, groups = case
     ndim = len(size)
     rng = np.random.default_rng(seed)
@@ -68,7 +64,11 @@ def check_conv(backend: Backend, case, seed: int) -> None:
     dz = rng.standard_normal((n, f, *out))
     ref = torch_reference(x, kernel, dz, stride=stride, pads=pads, dilation=dilation, groups=groups)
     params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    X, K, DZ = backend.asarray(x), backend.asarray(kernel), backend.asarray(dz)
+    X, K, DZ = asarray(x, xp), asarray(kernel, xp), asarray(dz, xp)
+
+    def close(actual, expected, what: str) -> None:
+        assert_close(actual, expected, xp=xp, tol=TOL, what=what)
+
     forward, backward, input_grad, weight_grad = WRAPPERS[ndim]
 
     close(xpconv.conv(X, K, **params), ref.z, "conv")
@@ -90,7 +90,7 @@ def check_conv(backend: Backend, case, seed: int) -> None:
 
     # channels-last: (N, *spatial, C) in and out, the kernel unchanged
     last = (0, *range(2, ndim + 2), 1)
-    XL, DZL = backend.asarray(np.transpose(x, last)), backend.asarray(np.transpose(dz, last))
+    XL, DZL = asarray(np.transpose(x, last), xp), asarray(np.transpose(dz, last), xp)
     close(xpconv.conv(XL, K, layout="channels_last", **params), np.transpose(ref.z, last), "z channels-last")
     for method in METHODS if ndim == 2 and winograd_applies(ksize, stride) else ("auto",):
         z = xpconv.conv(XL, K, layout="channels_last", method=method, **params)
@@ -116,24 +116,11 @@ def check_conv(backend: Backend, case, seed: int) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{len(c[2])}d-{i}" for i, c in enumerate(CASES)])
-def test_conv_nd(backend: Backend, case) -> None:
-    check_conv(backend, case, seed=CASES.index(case))
+def test_conv_nd(xp, case) -> None:
+    check_conv(xp, case, seed=CASES.index(case))
 
 
-# (N, C_in, spatial size, F, kernel size, stride, padding, output_padding, dilation, groups)
-TRANSPOSED = [
-    (2, 3, (5,), 4, (3,), 2, 1, 1, 1, 1),
-    (2, 4, (6,), 2, (4,), 3, 2, 2, 1, 2),
-    (2, 4, (4, 5), 6, (3, 2), (2, 3), (1, 0), (1, 2), 1, 2),
-    (1, 2, (3, 3), 2, (3, 3), 2, 0, (0, 1), 2, 1),
-    (2, 4, (3, 4), 4, (2, 2), 3, 1, (2, 0), 1, 4),
-    (1, 2, (3, 3, 2), 3, (2, 2, 3), (2, 1, 2), (0, 1, 1), (1, 0, 1), 1, 1),
-    (1, 2, (2, 3, 2), 4, (3, 2, 2), 1, 1, 0, (2, 1, 1), 2),
-    (2, 4, (5, 7), 6, (3, 3), 1, (1, 2), 0, (1, 2), 2),  # stride 1, 3x3: Winograd's
-]
-
-
-def check_transposed(backend: Backend, case, seed: int) -> None:
+def check_transposed(xp, case, seed: int) -> None:
     n, c_in, size, f, ksize, stride, padding, output_padding, dilation, groups = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c_in, *size))
@@ -141,12 +128,26 @@ def check_transposed(backend: Backend, case, seed: int) -> None:
     params = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
     dz = rng.standard_normal(torch_transpose_output_shape(x.shape, kernel.shape, **params))
     ref = torch_transpose_reference(x, kernel, dz, **params)
-    X, K, DZ = backend.asarray(x), backend.asarray(kernel), backend.asarray(dz)
+    X, K, DZ = asarray(x, xp), asarray(kernel, xp), asarray(dz, xp)
     bias = rng.standard_normal(f)
+    fixed_dims = {1: xpconv.conv_transpose1d, 2: xpconv.conv_transpose2d, 3: xpconv.conv_transpose3d}[len(size)]
+    fixed_dims_backward = {
+        1: xpconv.conv_transpose1d_backward,
+        2: xpconv.conv_transpose2d_backward,
+        3: xpconv.conv_transpose3d_backward,
+    }[len(size)]
+
+    def close(actual, expected, what: str) -> None:
+        assert_close(actual, expected, xp=xp, tol=TOL, what=what)
 
     close(xpconv.conv_transpose(X, K, **params), ref.z, "conv_transpose")
     with_bias = ref.z + bias.reshape(-1, *[1] * len(size))
-    close(xpconv.conv_transpose(X, K, backend.asarray(bias), **params), with_bias, "bias")
+    close(xpconv.conv_transpose(X, K, asarray(bias, xp), **params), with_bias, "bias")
+    close(fixed_dims(X, K, asarray(bias, xp), **params), with_bias, f"conv_transpose{len(size)}d")
+    dx, dk, db = fixed_dims_backward(DZ, X, K, bias=asarray(bias, xp), **params)  # the bias array: tied
+    close(dx, ref.dx, "dx (fixed dims)")
+    close(dk, ref.dkernel, "dkernel (fixed dims)")
+    close(db, ref.dbias_tied, "dbias (fixed dims, of the bias array)")
     for method in METHODS:
         if method == "winograd" and not (len(size) == 2 and winograd_applies(ksize, stride)):
             with pytest.raises(ValueError, match=WINOGRAD_REFUSAL):
@@ -160,32 +161,14 @@ def check_transposed(backend: Backend, case, seed: int) -> None:
 
 
 @pytest.mark.parametrize("case", TRANSPOSED, ids=[f"{len(c[2])}d-{i}" for i, c in enumerate(TRANSPOSED)])
-def test_conv_transpose(backend: Backend, case) -> None:
-    check_transposed(backend, case, seed=TRANSPOSED.index(case))
-
-
-@st.composite
-def transposed_cases(draw):
-    ndim = draw(st.integers(1, 3))
-    groups = draw(st.sampled_from([1, 1, 2]))
-    c_in, f = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
-    ksize = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
-    stride = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
-    dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
-    output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
-    size = tuple(draw(st.integers(1, 4)) for _ in range(ndim))
-    # keep the output non-empty: padding at most what the unpadded output has to spare
-    padding = tuple(
-        draw(st.integers(0, max(0, ((n - 1) * s + d * (k - 1) + e) // 2)))
-        for n, s, d, k, e in zip(size, stride, dilation, ksize, output_padding)
-    )
-    return (draw(st.integers(1, 2)), c_in, size, f, ksize, stride, padding, output_padding, dilation, groups)
+def test_conv_transpose(xp, case) -> None:
+    check_transposed(xp, case, seed=TRANSPOSED.index(case))
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=40)
 @given(case=transposed_cases(), seed=st.integers(0, 2**32 - 1))
-def test_drawn_transposed(eager_backend: Backend, case, seed: int) -> None:
-    check_transposed(eager_backend, case, seed)
+def test_drawn_transposed(eager_xp, case, seed: int) -> None:
+    check_transposed(eager_xp, case, seed)
 
 
 def test_transposed_errors() -> None:

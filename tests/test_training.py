@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import installed
+from helpers import assert_close, installed, to_numpy
 
 import xpconv
-from xpconv._demo import SGD, SmallCNN, to_numpy, train_step
+from xpconv.network import SGD, SmallCNN, train_step
 
 torch = pytest.importorskip("torch", reason="torch.nn + autograd is the reference")
 STEPS, LR, MOMENTUM = 6, 0.05, 0.9
@@ -66,8 +66,7 @@ def test_sgd_training_matches_torch_autograd(library: str) -> None:
     }  # fmt: skip
     for name, value in model.parameters().items():
         want = expected[name].detach().numpy()
-        error = np.max(np.abs(to_numpy(value) - want)) / np.max(np.abs(want))
-        assert error <= 1e-10, f"{name}: relative difference {error:.2e} after {STEPS} steps"
+        assert_close(value, want, xp=model.xp, tol=1e-10, what=f"{name} after {STEPS} steps")
 
 
 def test_conv2d_layer_initialisation_matches_torch_bounds() -> None:
@@ -86,7 +85,7 @@ def test_conv2d_layer_initialisation_matches_torch_bounds() -> None:
 def test_demo_command_trains_and_plots(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("sklearn", reason="the demo's digits come with scikit-learn (extra 'demo')")
     pytest.importorskip("matplotlib", reason="the demo's plot needs matplotlib (extra 'demo')")
-    from xpconv.__main__ import main
+    from xpconv.tools.cli import main
 
     assert main(["demo", "--epochs", "2", "--plot", str(tmp_path / "demo.png")]) == 0
     output = capsys.readouterr().out

@@ -1,6 +1,6 @@
 """Winograd F(4x4, 3x3): exact transforms, float32 accuracy on the benchmark layers, integers, JAX and Dask.
 
-Value checks of every pass on every backend are in test_against_torch.py and test_nd_and_transposed.py
+Value checks of every pass on every xp are in test_against_torch.py and test_nd_and_transposed.py
 (``"winograd"`` is one of their methods); this file covers what is particular to the algorithm.
 """
 
@@ -10,13 +10,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from helpers import explicit_pads, torch_reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import explicit_pads, torch_reference
 
 import xpconv
-from xpconv._bench import LAYERS
 from xpconv._winograd import transform_matrices
+from xpconv.tools.bench import LAYERS
 
 # Lavin & Gray (2016), F(2x2, 3x3) and F(4x4, 3x3), as printed there (rows of B^T, G, A^T).
 LAVIN = {

@@ -1,5 +1,8 @@
 """xpconv: convolution forward pass and its input, kernel and bias gradients, without autograd.
 
+The method is that of the tutorial "3.2.3 Backward Propagation Convolution layer (Vectorized)"
+(``method="dilate"``), with faster ones beside it (``"direct"``, ``"winograd"``, ``"auto"``).
+
 Written once against the Python array API standard: the same calls work on NumPy arrays, torch
 tensors (CPU or CUDA), CuPy arrays and any other conforming library, and return arrays of the
 inputs' library on the inputs' device.
@@ -28,17 +31,42 @@ from ._api import (
     conv3d_weight_grad,
     conv_backward,
     conv_input_grad,
+    conv_output_shape,
     conv_weight_grad,
 )
+from ._arguments import LAYOUTS, METHODS
 from ._blocks import dilate, pad, rotate180, windows
 from ._geometry import resolve_padding
-from ._layer import Conv2d
-from ._transpose import conv_transpose, conv_transpose_backward
+from ._layers import (
+    Conv1d,
+    Conv2d,
+    Conv3d,
+    ConvTranspose1d,
+    ConvTranspose2d,
+    ConvTranspose3d,
+)
+from ._transpose import (
+    conv_transpose,
+    conv_transpose1d,
+    conv_transpose1d_backward,
+    conv_transpose2d,
+    conv_transpose2d_backward,
+    conv_transpose3d,
+    conv_transpose3d_backward,
+    conv_transpose_backward,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LAYOUTS",
+    "METHODS",
+    "Conv1d",
     "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
     "conv",
     "conv1d",
     "conv1d_backward",
@@ -54,7 +82,14 @@ __all__ = [
     "conv3d_weight_grad",
     "conv_backward",
     "conv_input_grad",
+    "conv_output_shape",
     "conv_transpose",
+    "conv_transpose1d",
+    "conv_transpose1d_backward",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
+    "conv_transpose3d",
+    "conv_transpose3d_backward",
     "conv_transpose_backward",
     "conv_weight_grad",
     "dilate",

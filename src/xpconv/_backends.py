@@ -30,10 +30,18 @@ from array_api_compat import (
     is_torch_namespace,
 )
 
-Array = Any
-Namespace = Any
+from .typing import Array, Namespace
 
-__all__ = ["add_into", "integer_accumulator", "memory_limit", "on_cpu", "set_into", "tap_slices", "window_view"]
+__all__ = [
+    "add_into",
+    "integer_accumulator",
+    "itemsize",
+    "memory_limit",
+    "on_cpu",
+    "set_into",
+    "tap_slices",
+    "window_view",
+]
 
 
 def window_view(
@@ -165,3 +173,16 @@ def memory_limit(x: Array, xp: Namespace) -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # not a POSIX system
         return 2**63 - 1
+
+
+def itemsize(xp: Namespace, dtype: Any) -> int:
+    """Bytes per element; also for bool and dtypes outside the standard (object, str), which the
+    building blocks accept."""
+    try:
+        if xp.isdtype(dtype, ("real floating", "complex floating")):
+            return xp.finfo(dtype).bits // 8
+        if xp.isdtype(dtype, "integral"):
+            return xp.iinfo(dtype).bits // 8
+    except (TypeError, ValueError, AttributeError):
+        pass
+    return int(getattr(dtype, "itemsize", 8))

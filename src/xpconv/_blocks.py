@@ -1,49 +1,28 @@
-"""The tutorial's building blocks, written once against the array API standard.
+"""The building blocks of the tutorial "3.2.3 Backward Propagation Convolution layer (Vectorized)",
+written once against the array API standard.
 
 Public: :func:`dilate`, :func:`pad`, :func:`rotate180`, :func:`windows`. Each validates its arguments
-and calls a private twin (``_dilate`` ...) that the convolution code uses directly.
+and calls a twin without the checks (:func:`dilate_axes`, :func:`pad_or_crop`) that the convolution
+code uses directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
-from ._backends import memory_limit, set_into, window_view
-from ._geometry import check_fits, normalize_pads, normalize_positive_ints
+from ._arguments import namespace_of
+from ._backends import itemsize, memory_limit, set_into, window_view
+from ._geometry import check_fits, int_tuple, normalize_pads
+from .typing import Array, Namespace
 
-Array = Any
-Namespace = Any
-
-__all__ = ["dilate", "itemsize", "pad", "rotate180", "windows"]
-
-
-def itemsize(xp: Namespace, dtype: Any) -> int:
-    """Bytes per element; also for bool and dtypes outside the standard (object, str), which the
-    building blocks accept."""
-    try:
-        if xp.isdtype(dtype, ("real floating", "complex floating")):
-            return xp.finfo(dtype).bits // 8
-        if xp.isdtype(dtype, "integral"):
-            return xp.iinfo(dtype).bits // 8
-    except (TypeError, ValueError, AttributeError):
-        pass
-    return int(getattr(dtype, "itemsize", 8))
+__all__ = ["dilate", "dilate_axes", "pad", "pad_or_crop", "rotate180", "windows"]
 
 
-def _check_result_size(shape: Sequence[int], x: Array, xp: Namespace, cause: str) -> None:
+def check_result_size(shape: Sequence[int], x: Array, xp: Namespace, cause: str) -> None:
     """Refuse, before allocating, a result larger than the memory of x's device."""
     check_fits(shape, itemsize(xp, x.dtype), memory_limit(x, xp), what="the result", cause=cause)
-
-
-def _namespace(x: Array, name: str) -> Namespace:
-    try:
-        return array_namespace(x)
-    except TypeError as error:
-        raise TypeError(f"{name} must be an array of an array API library, got {type(x).__name__}") from error
 
 
 def _trailing_axes(value: int | Sequence[int], x: Array, name: str) -> tuple[int, ...]:
@@ -51,7 +30,7 @@ def _trailing_axes(value: int | Sequence[int], x: Array, name: str) -> tuple[int
     ndim = len(value) if isinstance(value, Sequence) else min(2, x.ndim)
     if ndim > x.ndim:
         raise ValueError(f"{name} has {ndim} entries but the array has only {x.ndim} axes (shape {tuple(x.shape)})")
-    return normalize_positive_ints(value, name, ndim)
+    return int_tuple(value, name, ndim)
 
 
 def dilate(x: Array, rate: int | Sequence[int]) -> Array:
@@ -66,15 +45,15 @@ def dilate(x: Array, rate: int | Sequence[int]) -> Array:
            [0, 0, 0, 0, 0, 0, 0],
            [4, 0, 0, 5, 0, 0, 6]])
     """
-    xp = _namespace(x, "x")
+    xp = namespace_of(x, "x")
     rates = _trailing_axes(rate, x, "rate")
     first = x.ndim - len(rates)
     dilated = [(n - 1) * r + 1 if n else 0 for n, r in zip(x.shape[first:], rates)]
-    _check_result_size((*x.shape[:first], *dilated), x, xp, f"rate {rate!r}")
-    return _dilate(x, xp, rates)
+    check_result_size((*x.shape[:first], *dilated), x, xp, f"rate {rate!r}")
+    return dilate_axes(x, xp, rates)
 
 
-def _dilate(x: Array, xp: Namespace, rates: Sequence[int]) -> Array:
+def dilate_axes(x: Array, xp: Namespace, rates: Sequence[int]) -> Array:
     first = x.ndim - len(rates)
     for axis, rate in enumerate(rates, start=first):
         n = x.shape[axis]
@@ -98,17 +77,17 @@ def pad(x: Array, pads: Sequence[Sequence[int]]) -> Array:
            [1, 1, 0, 0],
            [1, 1, 0, 0]])
     """
-    xp = _namespace(x, "x")
+    xp = namespace_of(x, "x")
     pads_t = normalize_pads(pads, "pads")
     if len(pads_t) > x.ndim:
         raise ValueError(f"pads has {len(pads_t)} pairs but x has only {x.ndim} axes (shape {tuple(x.shape)})")
     first = x.ndim - len(pads_t)
     padded = [n + before + after for n, (before, after) in zip(x.shape[first:], pads_t)]
-    _check_result_size((*x.shape[:first], *padded), x, xp, f"pads {pads_t}")
-    return _pad_or_crop(x, xp, pads_t)
+    check_result_size((*x.shape[:first], *padded), x, xp, f"pads {pads_t}")
+    return pad_or_crop(x, xp, pads_t)
 
 
-def _pad_or_crop(x: Array, xp: Namespace, pads: Sequence[tuple[int, int]]) -> Array:
+def pad_or_crop(x: Array, xp: Namespace, pads: Sequence[tuple[int, int]]) -> Array:
     """Zero-pad the trailing axes; a negative amount crops instead (past the far end, too).
 
     Along an axis of size ``n`` the result is the range ``[-before, n + after)`` of ``x``
@@ -150,7 +129,7 @@ def rotate180(kernel: Array) -> Array:
            [6, 5, 4],
            [3, 2, 1]])
     """
-    xp = _namespace(kernel, "kernel")
+    xp = namespace_of(kernel, "kernel")
     if kernel.ndim < 2:
         raise ValueError(f"kernel must have at least 2 axes, got shape {tuple(kernel.shape)}")
     return xp.flip(kernel, axis=(-2, -1))
@@ -177,11 +156,11 @@ def windows(
     array([[ 8,  9],
            [12, 13]])
     """
-    xp = _namespace(x, "x")
+    xp = namespace_of(x, "x")
     window_t = _trailing_axes(window, x, "window")
     ndim = len(window_t)
-    stride_t = normalize_positive_ints(stride, "stride", ndim)
-    dilation_t = normalize_positive_ints(dilation, "dilation", ndim)
+    stride_t = int_tuple(stride, "stride", ndim)
+    dilation_t = int_tuple(dilation, "dilation", ndim)
     sizes = tuple(x.shape[x.ndim - ndim :])
     spans = tuple(d * (k - 1) + 1 for k, d in zip(window_t, dilation_t))
     if any(span > size for span, size in zip(spans, sizes)):

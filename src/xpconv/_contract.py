@@ -22,47 +22,23 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from array_api_compat import device as device_of
 
-from ._backends import add_into, on_cpu, set_into, tap_slices, window_view
-from ._blocks import _pad_or_crop, itemsize
+from ._backends import add_into, itemsize, on_cpu, set_into, tap_slices, window_view
+from ._blocks import pad_or_crop
+from .typing import Array, Combine, Namespace
 
-Array = Any
-Namespace = Any
-
-DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 CPU_CHUNK_BYTES = 4 * 2**20
-WORKSPACE_ENV = "XPCONV_WORKSPACE_BYTES"
 
 __all__ = [
     "CPU_CHUNK_BYTES",
-    "DEFAULT_WORKSPACE_BYTES",
-    "WORKSPACE_ENV",
     "contract_weights",
     "correlate",
     "over_batch",
-    "resolve_workspace",
     "scatter_windows",
 ]
-
-
-def resolve_workspace(workspace_bytes: int | None) -> int:
-    """The workspace limit in bytes: the keyword, else ``$XPCONV_WORKSPACE_BYTES``, else 256 MiB."""
-    if workspace_bytes is None:
-        text = os.environ.get(WORKSPACE_ENV)
-        if not text:
-            return DEFAULT_WORKSPACE_BYTES
-        try:
-            workspace_bytes = int(text)
-        except ValueError:
-            raise ValueError(f"{WORKSPACE_ENV} must be a positive integer number of bytes, got {text!r}") from None
-    if isinstance(workspace_bytes, bool) or not isinstance(workspace_bytes, int) or workspace_bytes < 1:
-        raise ValueError(f"workspace_bytes must be a positive int, got {workspace_bytes!r}")
-    return workspace_bytes
 
 
 def over_batch(
@@ -72,7 +48,7 @@ def over_batch(
     *,
     sample_bytes: int,
     workspace: int,
-    combine: str = "concat",
+    combine: Combine = "concat",
     cpu_budget: int | None = None,
 ) -> Array:
     """``fn`` over slices of the batch (axis 0 of every array) that keep ``sample_bytes`` per sample
@@ -139,7 +115,7 @@ def correlate(
 
     def chunk(x_part: Array) -> Array:
         rows = x_part.shape[0]
-        view = window_view(_pad_or_crop(x_part, xp, pads), xp, ksize, stride, dilation, out)
+        view = window_view(pad_or_crop(x_part, xp, pads), xp, ksize, stride, dilation, out)
         columns = xp.reshape(xp.permute_dims(view, to_columns), (rows, groups, per_group, math.prod(out)))
         return xp.reshape(xp.matmul(weights, columns), (rows, filters, *out))
 
@@ -183,7 +159,7 @@ def contract_weights(
 
     def chunk(dz_part: Array, x_part: Array) -> Array:
         rows = x_part.shape[0]
-        view = window_view(_pad_or_crop(x_part, xp, pads), xp, window, stride, dilation, out)
+        view = window_view(pad_or_crop(x_part, xp, pads), xp, window, stride, dilation, out)
         columns = xp.reshape(xp.permute_dims(view, to_columns), (groups, per_group, rows * math.prod(positions)))
         grads = xp.reshape(xp.permute_dims(dz_part, dz_to_rows), (groups, filters // groups, -1))
         return xp.matmul(grads, xp.matrix_transpose(columns))

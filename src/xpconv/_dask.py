@@ -13,67 +13,83 @@ Used as the decorator :func:`over_dask_chunks` on the functions of ``_gradients`
 from __future__ import annotations
 
 import functools
+import inspect
 import string
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from array_api_compat import array_namespace, is_dask_namespace
 
-Array = Any
+from .typing import Array, Combine
 
 __all__ = ["over_dask_chunks"]
 
+F = TypeVar("F", bound=Callable[..., Array])
 
-def over_dask_chunks(batch_arrays: int, shared_arrays: int, combine: str = "concat") -> Callable:
-    """Decorate ``fn(*batch, *shared, xp, *rest)``: on Dask arrays, run it per batch chunk.
 
-    ``batch_arrays`` leading arguments are chunked along axis 0; the next ``shared_arrays`` are
-    passed whole (or None); then comes the namespace. ``combine`` is ``"concat"`` (the result has a
-    batch axis) or ``"sum"`` (the result is summed over the batch).
+def over_dask_chunks(
+    *, batch: tuple[str, ...], shared: tuple[str, ...] = (), combine: Combine = "concat"
+) -> Callable[[F], F]:
+    """Decorate a pass ``fn`` that takes the namespace as its argument ``xp``: on Dask arrays, run it
+    per batch chunk.
+
+    The arguments named in ``batch`` are chunked along axis 0; those named in ``shared`` are passed
+    whole (or None). ``combine`` is ``"concat"`` (the result has a batch axis) or ``"sum"`` (the
+    result is summed over the batch).
     """
 
-    def decorate(fn: Callable) -> Callable:
+    def decorate(fn: F) -> F:
+        names = list(inspect.signature(fn).parameters)
+        xp_position = names.index("xp")
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            xp = args[batch_arrays + shared_arrays]
+            xp = kwargs["xp"] if len(args) <= xp_position else args[xp_position]
             if not is_dask_namespace(xp):
                 return fn(*args, **kwargs)
-            batch = args[:batch_arrays]
-            shared = args[batch_arrays : batch_arrays + shared_arrays]
-            rest = args[batch_arrays + shared_arrays + 1 :]
-            return _blockwise(fn, batch, shared, rest, kwargs, combine)
+            return _blockwise(fn, {**dict(zip(names, args)), **kwargs}, batch, shared, combine)
 
-        return wrapper
+        return wrapper  # type: ignore[return-value]
 
     return decorate
 
 
-def _blockwise(fn: Callable, batch: tuple, shared: tuple, rest: tuple, kwargs: dict, combine: str) -> Array:
+def _blockwise(
+    fn: Callable[..., Array],
+    arguments: Mapping[str, Any],
+    batch_names: tuple[str, ...],
+    shared_names: tuple[str, ...],
+    combine: Combine,
+) -> Array:
     import dask.array as da
+
+    chunked = (*batch_names, *shared_names)
 
     def on_chunk(*blocks: Array) -> Array:
         present = [b for b in blocks if b is not None]
-        result = fn(*blocks, array_namespace(*present), *rest, **kwargs)
+        result = fn(**{**arguments, **dict(zip(chunked, blocks)), "xp": array_namespace(*present)})
         return result if combine == "concat" else result[None, ...]
 
-    batch = tuple(a.rechunk({axis: -1 for axis in range(1, a.ndim)}) for a in batch)
-    shared = tuple(None if a is None else a.rechunk(-1) for a in shared)
+    batch = tuple(
+        arguments[name].rechunk({axis: -1 for axis in range(1, arguments[name].ndim)}) for name in batch_names
+    )
+    shared = tuple(None if arguments[name] is None else arguments[name].rechunk(-1) for name in shared_names)
     # The result's shape and dtype, from a dry run on an empty batch of the chunks' library.
     probe = on_chunk(*(_empty_like(a, batch_size=0) for a in batch), *(_empty_like(a) for a in shared))
     tail = tuple(probe.shape[1:])
 
     letters = iter(string.ascii_letters.replace("n", ""))
-    arguments: list[Any] = []
+    blockwise_arguments: list[Any] = []
     for a in batch:
-        arguments += [a, "n" + "".join(next(letters) for _ in range(a.ndim - 1))]
+        blockwise_arguments += [a, "n" + "".join(next(letters) for _ in range(a.ndim - 1))]
     for a in shared:
-        arguments += [a, None] if a is None else [a, "".join(next(letters) for _ in range(a.ndim))]
+        blockwise_arguments += [a, None] if a is None else [a, "".join(next(letters) for _ in range(a.ndim))]
     out_letters = "".join(next(letters) for _ in tail)
     options: dict[str, Any] = {"adjust_chunks": {"n": 1}} if combine == "sum" else {}
     parts = da.blockwise(
         on_chunk,
         "n" + out_letters,
-        *arguments,
+        *blockwise_arguments,
         new_axes=dict(zip(out_letters, tail)),
         concatenate=True,
         dtype=probe.dtype,

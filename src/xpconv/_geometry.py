@@ -19,23 +19,22 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .typing import IntOrTuple, Padding
+
 __all__ = [
     "ConvGeometry",
-    "Padding",
+    "as_int",
     "check_fits",
     "check_memory",
     "conv_geometry",
     "human_bytes",
+    "int_tuple",
     "normalize_pads",
-    "normalize_positive_ints",
     "resolve_padding",
 ]
 
-IntOrTuple = int | Sequence[int]
-Padding = str | int | Sequence[int | Sequence[int]]
 
-
-def _as_int(value: object, name: str) -> int:
+def as_int(value: object, name: str) -> int:
     """``operator.index`` with an error that names the argument; bools are refused."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got the bool {value!r}")
@@ -45,16 +44,24 @@ def _as_int(value: object, name: str) -> int:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
 
 
-def normalize_positive_ints(value: IntOrTuple, name: str, ndim: int) -> tuple[int, ...]:
-    """An int or a sequence of ``ndim`` ints, each >= 1, as a tuple of ``ndim`` ints."""
+def int_tuple(value: IntOrTuple, name: str, ndim: int, *, minimum: int = 1) -> tuple[int, ...]:
+    """An int or a sequence of ``ndim`` ints, each at least ``minimum``, as a tuple of ``ndim`` ints.
+
+    >>> int_tuple(2, "stride", 3)
+    (2, 2, 2)
+    >>> int_tuple((1, 0), "stride", 2)
+    Traceback (most recent call last):
+    ValueError: stride must be positive, got (1, 0)
+    """
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != ndim:
             raise ValueError(f"{name} must be an int or a sequence of {ndim} ints, got {len(value)} values: {value!r}")
-        values = tuple(_as_int(v, name) for v in value)
+        values = tuple(as_int(v, name) for v in value)
     else:
-        values = (_as_int(value, name),) * ndim
-    if any(v < 1 for v in values):
-        raise ValueError(f"{name} must be positive, got {value!r}")
+        values = (as_int(value, name),) * ndim
+    if any(v < minimum for v in values):
+        wanted = {0: "non-negative", 1: "positive"}.get(minimum, f"at least {minimum}")
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
     return values
 
 
@@ -66,7 +73,7 @@ def normalize_pads(pads: object, name: str = "pads") -> tuple[tuple[int, int], .
     for pair in pads:
         if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
             raise ValueError(f"{name} must hold (before, after) pairs, got {pair!r} in {pads!r}")
-        before, after = _as_int(pair[0], name), _as_int(pair[1], name)
+        before, after = as_int(pair[0], name), as_int(pair[1], name)
         if before < 0 or after < 0:
             raise ValueError(f"{name} must be non-negative, got {pads!r}")
         result.append((before, after))
@@ -115,7 +122,7 @@ def resolve_padding(
             for entry in padding
         ]
         return normalize_pads(per_axis, "padding")
-    p = _as_int(padding, "padding")
+    p = as_int(padding, "padding")
     if p < 0:
         raise ValueError(f"padding must be non-negative, got {padding!r}")
     return ((p, p),) * ndim
@@ -212,7 +219,7 @@ def conv_geometry(
             f"{kernel_name} must be {ndim + 2}-D (F, C // groups, {ndim} kernel sizes), "
             f"got {len(kernel_shape)}-D with shape {kernel_shape}"
         )
-    groups = _as_int(groups, "groups")
+    groups = as_int(groups, "groups")
     if groups < 1:
         raise ValueError(f"groups must be positive, got {groups}")
     batch, channels, *input_size = input_shape
@@ -233,8 +240,8 @@ def conv_geometry(
         )
     if any(k < 1 for k in kernel_size):
         raise ValueError(f"{kernel_name} must have spatial sizes >= 1, got shape {kernel_shape}")
-    stride_t = normalize_positive_ints(stride, "stride", ndim)
-    dilation_t = normalize_positive_ints(dilation, "dilation", ndim)
+    stride_t = int_tuple(stride, "stride", ndim)
+    dilation_t = int_tuple(dilation, "dilation", ndim)
     pads = resolve_padding(padding, input_size, kernel_size, stride_t, dilation_t)
     geometry = ConvGeometry(
         batch=batch,

@@ -2,7 +2,7 @@
 
 This is where dX, dK and db are computed. Two families of algorithms:
 
-``method="dilate"`` (the tutorial's)
+``method="dilate"`` (the method of the tutorial "3.2.3 Backward Propagation Convolution layer (Vectorized)")
     dX: ``dz`` dilated by the stride, zero-padded, correlated at stride 1 with the kernel rotated
     180 degrees; the input padding is cut away. dK: the padded input correlated at stride 1 with
     the dilated ``dz``. Every zero inserted by the dilation is multiplied, so a stride ``s``
@@ -34,23 +34,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._blocks import _dilate
+from ._blocks import dilate_axes
 from ._contract import contract_weights, correlate, scatter_windows
 from ._dask import over_dask_chunks
 from ._geometry import ConvGeometry
 from ._winograd import Tiling, winograd_correlate, winograd_weight_grad
+from .typing import Array, Method, Namespace
 
-Array = Any
-Namespace = Any
-
-METHODS = ("auto", "direct", "dilate", "winograd")
-BIAS_MODES = ("tied", "untied", None)
 # Channels per group, on both sides, from which "auto" takes Winograd (measured: see winograd_pays).
 WINOGRAD_MIN_CHANNELS = 16
 
 __all__ = [
-    "BIAS_MODES",
-    "METHODS",
+    "add_bias",
     "bias_grad",
     "forward",
     "input_grad",
@@ -116,7 +111,7 @@ def _tiling(geometry: ConvGeometry) -> Tiling:
     return Tiling(pads=geometry.pads, dilation=geometry.dilation, groups=geometry.groups, out=geometry.output_size)
 
 
-def _use_winograd(method: str, geometry: ConvGeometry, xp: Namespace, dtype: Any, grad: str) -> bool:
+def _use_winograd(method: Method, geometry: ConvGeometry, xp: Namespace, dtype: Any, grad: str) -> bool:
     if method not in ("auto", "winograd"):
         return False
     obstacle = winograd_obstacle(geometry, xp, dtype)
@@ -125,7 +120,7 @@ def _use_winograd(method: str, geometry: ConvGeometry, xp: Namespace, dtype: Any
     return obstacle is None and (method == "winograd" or winograd_pays(geometry, grad))
 
 
-@over_dask_chunks(batch_arrays=1, shared_arrays=2)
+@over_dask_chunks(batch=("x",), shared=("kernel", "bias"))
 def forward(
     x: Array,
     kernel: Array,
@@ -133,22 +128,29 @@ def forward(
     xp: Namespace,
     geometry: ConvGeometry,
     workspace: int,
-    method: str = "auto",
+    method: Method = "auto",
 ) -> Array:
     """``z = correlate(pad(x), kernel) + bias``."""
     if _use_winograd(method, geometry, xp, x.dtype, "forward"):
         z = winograd_correlate(x, kernel, xp, _tiling(geometry), workspace)
     else:
         z = correlate(x, kernel, xp, **_forward_windows(geometry), workspace=workspace)
+    return add_bias(z, bias, xp)
+
+
+def add_bias(z: Array, bias: Array | None, xp: Namespace) -> Array:
+    """``z (N, F, *out)`` plus a tied ``(F,)`` or untied ``(F, *out)`` bias, or ``z`` itself."""
     if bias is None:
         return z
     if bias.ndim == 1:
-        bias = xp.reshape(bias, (geometry.out_channels,) + (1,) * geometry.ndim)
+        bias = xp.reshape(bias, (bias.shape[0],) + (1,) * (z.ndim - 2))
     return z + bias
 
 
-@over_dask_chunks(batch_arrays=1, shared_arrays=1)
-def input_grad(dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, method: str, workspace: int) -> Array:
+@over_dask_chunks(batch=("dz",), shared=("kernel",))
+def input_grad(
+    dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, method: Method, workspace: int
+) -> Array:
     """dX, shape ``geometry.input_shape``."""
     if _use_winograd(method, geometry, xp, dz.dtype, "input"):
         return _input_grad_by_correlation(dz, kernel, xp, geometry, workspace, winograd=True)
@@ -181,7 +183,7 @@ def _input_grad_by_correlation(
     the correlation instead of after it gives the same numbers without computing the padded rows; a
     negative amount below crops. ``winograd`` (stride 1 only) correlates by ``_winograd``.
     """
-    dilated = _dilate(dz, xp, geometry.stride)
+    dilated = dilate_axes(dz, xp, geometry.stride)
     reach = tuple(d * (k - 1) for k, d in zip(geometry.kernel_size, geometry.dilation))
     pads = tuple(
         (r - before, r + tail - after) for r, tail, (before, after) in zip(reach, geometry.tail, geometry.pads)
@@ -210,8 +212,8 @@ def _input_grad_by_correlation(
     )
 
 
-@over_dask_chunks(batch_arrays=2, shared_arrays=0, combine="sum")
-def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, method: str, workspace: int) -> Array:
+@over_dask_chunks(batch=("dz", "x"), combine="sum")
+def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, method: Method, workspace: int) -> Array:
     """dK, shape ``geometry.kernel_shape``."""
     if _use_winograd(method, geometry, xp, x.dtype, "weight"):
         return winograd_weight_grad(dz, x, xp, _tiling(geometry), workspace)
@@ -221,7 +223,7 @@ def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, meth
         )
     # The tutorial's dK: windows of the size of the dilated dz, one per kernel tap (taps are
     # `dilation` apart), correlated with the dilated dz. The `tail` rows never meet dz.
-    dilated = _dilate(dz, xp, geometry.stride)
+    dilated = dilate_axes(dz, xp, geometry.stride)
     reached = tuple((before, after - tail) for (before, after), tail in zip(geometry.pads, geometry.tail))
     return contract_weights(
         dilated,
@@ -245,7 +247,7 @@ def bias_grad(dz: Array, xp: Namespace, geometry: ConvGeometry, mode: str | None
     return _summed_bias_grad(dz, xp, geometry, mode)
 
 
-@over_dask_chunks(batch_arrays=1, shared_arrays=0, combine="sum")
+@over_dask_chunks(batch=("dz",), combine="sum")
 def _summed_bias_grad(dz: Array, xp: Namespace, geometry: ConvGeometry, mode: str) -> Array:
     axes = (0, *_spatial_axes(geometry)) if mode == "tied" else (0,)
     return xp.sum(dz, axis=axes, dtype=dz.dtype)

@@ -37,16 +37,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 from array_api_compat import device as device_of
 
-from ._backends import window_view
-from ._blocks import _pad_or_crop, itemsize
+from ._backends import itemsize, window_view
+from ._blocks import pad_or_crop
 from ._contract import over_batch
-
-Array = Any
-Namespace = Any
+from .typing import Array, Combine, Namespace
 
 KERNEL = 3
 # Output tile size. F(4x4, 3x3) measured fastest on the benchmark layers (2 cores, NumPy and torch)
@@ -154,7 +151,7 @@ class Tiling:
         ``(a^2, groups, C // groups, n * P)`` with ``P = d_h * d_w * t_h * t_w`` tiles per sample."""
         n, channels = x.shape[0], x.shape[1]
         alpha, reach, (dh, dw) = self.alpha, self.reach, self.dilation
-        fitted = _pad_or_crop(
+        fitted = pad_or_crop(
             x, xp, [(before, r - size - before) for (before, _), r, size in zip(self.pads, reach, x.shape[2:])]
         )
         # (n, C, L_h * d_h, L_w * d_w) -> phases (n, d_h, d_w, C, L_h, L_w) -> tiles (..., t_h, t_w, a, a)
@@ -172,7 +169,7 @@ class Tiling:
         xp: Namespace,
         filters: int,
         workspace: int,
-        combine: str = "concat",
+        combine: Combine = "concat",
         at_least: int = 0,
     ) -> Array:
         """``_contract.over_batch`` with chunks sized by the tiles' temporaries (on the CPU, about
@@ -229,7 +226,7 @@ def winograd_weight_grad(dz: Array, x: Array, xp: Namespace, tiling: Tiling, wor
     def chunk(dz_part: Array, x_part: Array) -> Array:
         v = tiling.input_tiles(x_part, xp)
         # dz's m x m tiles, laid out as the forward's output tiles, then A dY A^T per tile.
-        full = xp.reshape(_pad_or_crop(dz_part, xp, fill), (x_part.shape[0], filters, tiles[0], m, dh, tiles[1], m, dw))
+        full = xp.reshape(pad_or_crop(dz_part, xp, fill), (x_part.shape[0], filters, tiles[0], m, dh, tiles[1], m, dw))
         flat = xp.reshape(xp.permute_dims(full, (3, 6, 1, 0, 4, 7, 2, 5)), (m * m, -1))
         grads = xp.reshape(xp.matmul(forward_output, flat), (alpha * alpha, groups, filters // groups, -1))
         if channels == groups:

@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from . import _api
-from ._geometry import conv_geometry
+import xpconv
+from xpconv.typing import Method
 
 # name: (N, C, H, W, F, kernel, stride, padding, dilation, groups), float32
 LAYERS: dict[str, tuple[int, ...]] = {
@@ -67,10 +67,16 @@ class Layer:
         return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
 
     @property
+    def shape_params(self) -> dict:
+        """The options that decide the output shape (the groups follow from the shapes)."""
+        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation}
+
+    @property
     def forward_flops(self) -> int:
         shape = (self.batch, self.channels, self.height, self.width)
         kernel = (self.filters, self.channels // self.groups, self.kernel, self.kernel)
-        return conv_geometry(shape, kernel, ndim=2, **self.params).flops
+        out = xpconv.conv_output_shape(shape, kernel, **self.shape_params)
+        return 2 * math.prod(out) * math.prod(kernel[1:])
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng = np.random.default_rng(0)
@@ -78,7 +84,7 @@ class Layer:
         kernel = rng.standard_normal(
             (self.filters, self.channels // self.groups, self.kernel, self.kernel), dtype=np.float32
         )
-        z_shape = _api.conv2d(x[:1], kernel, **self.params).shape
+        z_shape = xpconv.conv_output_shape(x.shape, kernel.shape, **self.shape_params)
         dz = rng.standard_normal((self.batch, *z_shape[1:]), dtype=np.float32)
         return x, kernel, dz
 
@@ -91,16 +97,16 @@ def layer(name: str) -> Layer:
 Runner = tuple[Callable[[], Any], Callable[[], Any], Callable[[], Any]]
 
 
-def _xpconv_runner(convert: Callable[[np.ndarray], Any], method: str = "auto") -> Callable[[Layer], Runner]:
+def _xpconv_runner(convert: Callable[[np.ndarray], Any], method: Method = "auto") -> Callable[[Layer], Runner]:
     def make(spec: Layer) -> Runner:
         x, kernel, dz = (convert(a) for a in spec.arrays())
         params = spec.params
 
         def forward():
-            return _api.conv2d(x, kernel, **params)
+            return xpconv.conv2d(x, kernel, **params)
 
         def backward():
-            return _api.conv2d_backward(dz, x, kernel, method=method, **params)
+            return xpconv.conv2d_backward(dz, x, kernel, method=method, **params)
 
         def both():
             return forward(), backward()
@@ -202,7 +208,7 @@ def make_runner(name: str, device: str, spec: Layer) -> tuple[Runner, Callable[[
     if name == "jax":
         return _jax_runner(spec), no_sync
     if name.startswith("xpconv numpy"):
-        method = name.removeprefix("xpconv numpy").strip() or "auto"
+        method = cast(Method, name.removeprefix("xpconv numpy").strip() or "auto")
         return _xpconv_runner(np.asarray, method)(spec), no_sync
     if name == "xpconv cupy":
         import cupy
@@ -248,7 +254,7 @@ class Workers:
     def __init__(self, names: list[str], device: str) -> None:
         self.processes = {
             name: subprocess.Popen(
-                [sys.executable, "-c", f"from xpconv._bench import serve; serve({name!r}, {device!r})"],
+                [sys.executable, "-c", f"from xpconv.tools.bench import serve; serve({name!r}, {device!r})"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -336,9 +342,9 @@ def peak_memory(spec: Layer, candidate: str, device: str) -> int:
     return peak - baseline
 
 
-def _memory_in_subprocess(spec: Layer, candidate: str, device: str) -> int | None:
+def memory_in_subprocess(spec: Layer, candidate: str, device: str) -> int | None:
     code = (
-        "from xpconv._bench import Layer, peak_memory; "
+        "from xpconv.tools.bench import Layer, peak_memory; "
         f"print(peak_memory(Layer(**{asdict(spec)!r}), {candidate!r}, {device!r}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
@@ -403,8 +409,8 @@ def run_bench(
         for name in layers:
             spec = layer(name)
             medians = time_layer(spec, workers, repeats)
-            peaks = {c: _memory_in_subprocess(spec, c, device) for c in names} if memory else {}
-            rows += _rows(spec, medians, peaks)
+            peaks = {c: memory_in_subprocess(spec, c, device) for c in names} if memory else {}
+            rows += layer_rows(spec, medians, peaks)
             both = {r.candidate: r for r in rows if r.layer == name and r.phase == "both"}
             print_fn(
                 f"{name}: "
@@ -417,7 +423,7 @@ def run_bench(
     return rows, machine_description(device)
 
 
-def _rows(spec: Layer, medians: dict[str, dict[str, float]], peaks: dict[str, int | None]) -> list[Row]:
+def layer_rows(spec: Layer, medians: dict[str, dict[str, float]], peaks: dict[str, int | None]) -> list[Row]:
     rows = []
     for candidate, phases in medians.items():
         for phase, seconds in phases.items():
@@ -507,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "accuracy.md").write_text(text)
         return 0
     if args.sweep:
-        from ._sweep import run_sweep
+        from .sweep import run_sweep
 
         return run_sweep(args.device, args.repeats, not args.no_memory, args.out, args.plot, command)
     if args.from_json:
@@ -562,10 +568,10 @@ def accuracy_markdown(command: str) -> str:
         x32, k32, dz32 = (a.astype(np.float32) for a in (x, kernel, dz))
         for method in ("auto", "winograd", "direct", "dilate"):
             try:
-                forward = _api.conv2d(x32, k32, method=method, **spec.params)
+                forward = xpconv.conv2d(x32, k32, method=method, **spec.params)
             except ValueError:
                 continue  # winograd where it does not apply
-            results[method] = (forward, *_api.conv2d_backward(dz32, x32, k32, method=method, **spec.params)[:2])
+            results[method] = (forward, *xpconv.conv2d_backward(dz32, x32, k32, method=method, **spec.params)[:2])
         for method, arrays in results.items():
             errors = [float(np.max(np.abs(a - e)) / np.max(np.abs(e))) for a, e in zip(arrays, exact)]
             lines.append(f"| {name} | {method} | " + " | ".join(f"{err:.1e}" for err in errors) + " |")

@@ -8,32 +8,81 @@ so the differences are exact up to rounding).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import _api
-from ._geometry import ConvGeometry, conv_geometry
-from ._gradients import METHODS, winograd_obstacle
+import xpconv
 
 TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
+class Geometry:
+    """A convolution's shapes, worked out here from the definitions (the padding forms through the
+    public ``xpconv.resolve_padding``), so that the references do not lean on xpconv's own geometry."""
+
+    input_shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    pads: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, input_shape, kernel_shape, *, stride=1, padding="valid", dilation=1, groups=1) -> Geometry:
+        ndim = len(kernel_shape) - 2
+
+        def per_axis(value: Any) -> tuple[int, ...]:
+            return tuple(value) if isinstance(value, (tuple, list)) else (value,) * ndim
+
+        stride, dilation = per_axis(stride), per_axis(dilation)
+        pads = xpconv.resolve_padding(padding, input_shape[2:], kernel_shape[2:], stride, dilation)
+        return cls(tuple(input_shape), tuple(kernel_shape), stride, dilation, groups, pads)
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[1]
+
+    @property
+    def out_channels(self) -> int:
+        return self.kernel_shape[0]
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return self.kernel_shape[2:]
+
+    @property
+    def output_size(self) -> tuple[int, ...]:
+        sizes = zip(self.input_shape[2:], self.pads, self.kernel_size, self.stride, self.dilation)
+        return tuple((n + b + a - d * (k - 1) - 1) // s + 1 for n, (b, a), k, s, d in sizes)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.input_shape[0], self.out_channels, *self.output_size)
+
+    @property
+    def winograd_applies(self) -> bool:
+        """Where ``method="winograd"`` computes (float64 here): 2-D 3x3 kernels at stride 1."""
+        return self.kernel_size == (3, 3) and self.stride == (1, 1)
+
+
+@dataclass(frozen=True)
 class Case:
     name: str
-    input_shape: tuple[int, int, int, int]
-    kernel_shape: tuple[int, int, int, int]
+    input_shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...]
     params: dict
 
-    def geometry(self) -> ConvGeometry:
-        return conv_geometry(self.input_shape, self.kernel_shape, ndim=2, **self.params)
+    def geometry(self) -> Geometry:
+        return Geometry.of(self.input_shape, self.kernel_shape, **self.params)
 
 
 def tutorial_case(batch: int = 8) -> Case:
@@ -42,7 +91,7 @@ def tutorial_case(batch: int = 8) -> Case:
 
 
 def random_cases(count: int, rng: np.random.Generator) -> list[Case]:
-    cases = []
+    cases: list[Case] = []
     while len(cases) < count:
         groups = int(rng.choice([1, 1, 2, 3]))
         channels, filters = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
@@ -64,7 +113,7 @@ def random_cases(count: int, rng: np.random.Generator) -> list[Case]:
     return cases
 
 
-def loop_forward(x: np.ndarray, kernel: np.ndarray, geometry: ConvGeometry) -> np.ndarray:
+def loop_forward(x: np.ndarray, kernel: np.ndarray, geometry: Geometry) -> np.ndarray:
     """The definition of the forward pass, one kernel tap and one group at a time (no window view),
     for any number of spatial axes."""
     padded = np.pad(x, ((0, 0), (0, 0), *geometry.pads))
@@ -75,13 +124,15 @@ def loop_forward(x: np.ndarray, kernel: np.ndarray, geometry: ConvGeometry) -> n
             slice(t * d, t * d + s * (o - 1) + 1, s)
             for t, d, s, o in zip(tap, geometry.dilation, geometry.stride, geometry.output_size)
         )
-        window = padded[(slice(None), slice(g * cg, (g + 1) * cg), *index)]  # (n, cg, *out)
-        weights = kernel[(slice(g * fg, (g + 1) * fg), slice(None), *tap)]  # (fg, cg)
+        window_index: tuple[Any, ...] = (slice(None), slice(g * cg, (g + 1) * cg), *index)
+        window = padded[window_index]  # (n, cg, *out)
+        weight_index: tuple[Any, ...] = (slice(g * fg, (g + 1) * fg), slice(None), *tap)
+        weights = kernel[weight_index]  # (fg, cg)
         z[:, g * fg : (g + 1) * fg] += np.moveaxis(np.tensordot(window, weights, axes=([1], [1])), -1, 1)
     return z
 
 
-def add_bias(z: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def add_bias(z: Any, bias: Any) -> Any:
     """``z`` plus a tied ``(F,)`` or untied ``(F, *out)`` bias, or ``z`` itself without one."""
     if bias is None:
         return z
@@ -100,10 +151,10 @@ def relative_error(actual: np.ndarray, expected: np.ndarray, scale: float | None
 @dataclass
 class Reference:
     z: np.ndarray
-    check_gradients: Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+    check_gradients: Callable[[Any, Any, Any], float]
 
 
-def torch_reference(x, kernel, bias, dz, geometry: ConvGeometry, torch: Any) -> Reference:
+def torch_reference(x, kernel, bias, dz, geometry: Geometry, torch: Any) -> Reference:
     import torch.nn.functional as F
 
     xt, kt, bt = (torch.tensor(a, requires_grad=True) for a in (x, kernel, bias))
@@ -125,7 +176,14 @@ def torch_reference(x, kernel, bias, dz, geometry: ConvGeometry, torch: Any) -> 
     return Reference(z.detach().numpy(), check)
 
 
-def finite_difference_reference(x, kernel, bias, dz, geometry: ConvGeometry, rng: np.random.Generator) -> Reference:
+def finite_difference_reference(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray | None,
+    dz: np.ndarray,
+    geometry: Geometry,
+    rng: np.random.Generator,
+) -> Reference:
     """The loop forward, and central differences of ``L = sum(z * dz)`` along random directions
     (``L`` is linear in each argument, so they are exact up to rounding). ``bias`` may be tied,
     untied or None; ``check_gradients`` then takes ``dbias=None``."""
@@ -133,9 +191,9 @@ def finite_difference_reference(x, kernel, bias, dz, geometry: ConvGeometry, rng
     def forward(x_, kernel_, bias_):
         return add_bias(loop_forward(x_, kernel_, geometry), bias_)
 
-    def check(dx: np.ndarray, dkernel: np.ndarray, dbias: np.ndarray | None) -> float:
+    def check(dx: Any, dkernel: Any, dbias: Any) -> float:
         worst = 0.0
-        arguments = (x, kernel, bias)
+        arguments: tuple[Any, ...] = (x, kernel, bias)
         for _ in range(3):
             for slot, grad in enumerate((dx, dkernel, dbias)):
                 if grad is None:
@@ -161,7 +219,7 @@ class Target:
     max_cases: int | None = None  # JAX compiles every operation for every new shape: a few cases suffice
 
 
-def _import(name: str) -> Any | None:
+def optional_import(name: str) -> Any | None:
     try:
         return importlib.import_module(name)
     except ImportError:
@@ -170,28 +228,28 @@ def _import(name: str) -> Any | None:
 
 def available_targets() -> list[Target]:
     targets = [Target("numpy", "cpu", np.asarray, np.asarray)]
-    torch = _import("torch")
+    torch = optional_import("torch")
     if torch is not None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in devices:
             targets.append(
-                Target("torch", device, lambda a, d=device: torch.asarray(a, device=d), lambda t: t.cpu().numpy())
+                Target("torch", device, functools.partial(torch.asarray, device=device), lambda t: t.cpu().numpy())
             )
-    cupy = _import("cupy")
+    cupy = optional_import("cupy")
     if cupy is not None:
         try:
             if cupy.cuda.runtime.getDeviceCount() > 0:
                 targets.append(Target("cupy", "cuda", cupy.asarray, cupy.asnumpy))
         except Exception:  # no driver or no device: CuPy is installed but unusable here
             pass
-    strict = _import("array_api_strict")
+    strict = optional_import("array_api_strict")
     if strict is not None:
         targets.append(Target("array_api_strict", "cpu", strict.asarray, lambda a: np.asarray(np.from_dlpack(a))))
-    jax = _import("jax")
+    jax = optional_import("jax")
     if jax is not None:
         jax.config.update("jax_enable_x64", True)  # the check runs in float64
         targets.append(Target("jax", str(jax.devices()[0].platform), jax.numpy.asarray, np.asarray, max_cases=6))
-    dask_array = _import("dask.array")
+    dask_array = optional_import("dask.array")
     if dask_array is not None:
         targets.append(
             Target(
@@ -208,10 +266,12 @@ def run_check(random_count: int = 24, seed: int = 0, batch: int = 8, print_fn: C
     """Run every case on every backend; print the table; return the number of failed cases."""
     rng = np.random.default_rng(seed)
     cases = [tutorial_case(batch), *random_cases(random_count, rng)]
-    torch = _import("torch")
+    torch = optional_import("torch")
     reference_name = "torch autograd (float64)" if torch is not None else "loop forward + central finite differences"
     print_fn(f"xpconv check: {len(cases)} cases (the tutorial's example geometry + {random_count} random ones)")
-    print_fn(f"reference: {reference_name}; methods: {', '.join(METHODS)}; dtype float64; tolerance {TOLERANCE:g}")
+    print_fn(
+        f"reference: {reference_name}; methods: {', '.join(xpconv.METHODS)}; dtype float64; tolerance {TOLERANCE:g}"
+    )
     prepared = []
     for case in cases:
         geometry = case.geometry()
@@ -232,12 +292,12 @@ def run_check(random_count: int = 24, seed: int = 0, batch: int = 8, print_fn: C
         for case, x, kernel, bias, dz, reference in cases_run:
             X, K, B, DZ = (target.asarray(a) for a in (x, kernel, bias, dz))
             errors = []
-            for method in METHODS:
-                if method == "winograd" and winograd_obstacle(case.geometry(), np, np.float64):
+            for method in xpconv.METHODS:
+                if method == "winograd" and not case.geometry().winograd_applies:
                     continue  # it raises a ValueError there, by design (tested in the suite)
-                z = _api.conv2d(X, K, B, method=method, **case.params)
+                z = xpconv.conv2d(X, K, B, method=method, **case.params)
                 errors.append(relative_error(target.to_numpy(z), reference.z))
-                grads = _api.conv2d_backward(DZ, X, K, method=method, **case.params)
+                grads = xpconv.conv2d_backward(DZ, X, K, method=method, **case.params)
                 errors.append(reference.check_gradients(*(target.to_numpy(g) for g in grads)))
             error = max(errors)
             worst = max(worst, error)
@@ -260,7 +320,7 @@ def run_check(random_count: int = 24, seed: int = 0, batch: int = 8, print_fn: C
     return failures
 
 
-def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], print_fn: Callable[[str], None]) -> None:
+def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], print_fn: Callable[[str], None]) -> None:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     line = lambda r: "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()  # noqa: E731
     print_fn(line(header))

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _api, _transpose
-from ._check import _import, add_bias, available_targets, finite_difference_reference, relative_error
-from ._geometry import ConvGeometry, conv_geometry
+import xpconv
+
+from .check import Geometry, add_bias, available_targets, finite_difference_reference, optional_import, relative_error
 
 TOLERANCE = 1e-10
 
@@ -41,9 +41,9 @@ class GateCase:
     kernel_shape: tuple[int, ...]
     params: dict = field(default_factory=dict)
 
-    def geometry(self) -> ConvGeometry:
+    def geometry(self) -> Geometry:
         """The convolution's geometry (non-transposed cases)."""
-        return conv_geometry(self.x_shape, self.kernel_shape, ndim=self.ndim, **self.params)
+        return Geometry.of(self.x_shape, self.kernel_shape, **self.params)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -126,7 +126,7 @@ def draw_case(rng: np.random.Generator) -> GateCase:
     )
 
 
-def _torch_reference(case: GateCase, x, kernel, bias, dz) -> tuple[np.ndarray, ...]:
+def _torch_reference(case: GateCase, x, kernel, bias, dz) -> tuple[Any, ...]:
     import torch
     import torch.nn.functional as F
 
@@ -162,8 +162,8 @@ def run_case(case: GateCase, target: Any, rng: np.random.Generator, torch_availa
         return rng.integers(-9, 10, shape).astype(np.float64) if integer else rng.standard_normal(shape)
 
     x, kernel = values(case.x_shape), values(case.kernel_shape)
-    call = _transpose.conv_transpose if case.transposed else _api.conv
-    backward = _transpose.conv_transpose_backward if case.transposed else _api.conv_backward
+    call = xpconv.conv_transpose if case.transposed else xpconv.conv
+    backward = xpconv.conv_transpose_backward if case.transposed else xpconv.conv_backward
     z_shape = case.output_shape
     filters = z_shape[1]
     bias = None if case.bias is None else values((filters,) if case.bias == "tied" else (filters, *z_shape[2:]))
@@ -177,19 +177,21 @@ def run_case(case: GateCase, target: Any, rng: np.random.Generator, torch_availa
     B = None if bias is None else target.asarray(cast(bias))  # (F,) or (F, *out) in either layout
     options = dict(case.params, layout=case.layout, method=case.method)
     z = target.to_numpy(call(X, K, B, **options))
-    dx, dk, db = backward(DZ, X, K, bias=case.bias, **options)
+    # The backward takes the mode, or (in half the cases) the forward's bias array itself.
+    bias_argument = B if B is not None and rng.random() < 0.5 else case.bias
+    dx, dk, db = backward(DZ, X, K, bias=bias_argument, **options)
     dx, dk = target.to_numpy(dx), target.to_numpy(dk)
     db = None if db is None else target.to_numpy(db)
     if last:
         z, dx = np.moveaxis(z, -1, 1), np.moveaxis(dx, -1, 1)
-        if db is not None and db.ndim > 1:
+        if db is not None and db.ndim > 1 and isinstance(bias_argument, str):  # an array's gradient keeps its shape
             db = np.moveaxis(db, -1, 0)
     got = (z, dx, dk, db)
     if integer:
         assert all(g is None or g.dtype == np.int64 for g in got), [None if g is None else g.dtype for g in got]
     if expected is None:  # no torch: the loop forward, and finite differences of sum(z * dz)
-        reference = finite_difference_reference(x, kernel, bias, dz, case.geometry(), rng)
-        return max(relative_error(z, reference.z), reference.check_gradients(dx, dk, db))
+        differences = finite_difference_reference(x, kernel, bias, dz, case.geometry(), rng)
+        return max(relative_error(z, differences.z), differences.check_gradients(dx, dk, db))
     errors = []
     for actual, reference, scale in zip(got, expected, (None, None, None, float(np.sum(np.abs(dz))))):
         if reference is None:
@@ -204,7 +206,7 @@ def run_case(case: GateCase, target: Any, rng: np.random.Generator, torch_availa
 def run_gate(count: int, seed: int, print_fn: Callable[[str], None] = print) -> int:
     """Run ``count`` drawn cases; print counts per kind and the worst error; return the mismatches."""
     rng = np.random.default_rng(seed)
-    torch_available = _import("torch") is not None
+    torch_available = optional_import("torch") is not None
     targets = [
         t for t in available_targets() if t.device == "cpu" and t.backend in ("numpy", "torch", "array_api_strict")
     ]

@@ -8,105 +8,15 @@ used anywhere. The digits ship inside scikit-learn: nothing is downloaded.
 
 from __future__ import annotations
 
-import math
+import importlib
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ._layer import Conv2d
-
-Array = Any
-
-
-class SmallCNN:
-    """Two xpconv Conv2d layers, ReLU, a dense layer; forward keeps what backward needs."""
-
-    def __init__(self, xp: Any, *, device: Any = None, dtype: Any = None, seed: int = 0) -> None:
-        self.conv1 = Conv2d(1, 16, 3, padding=1, xp=xp, device=device, dtype=dtype, seed=seed)
-        self.conv2 = Conv2d(16, 32, 3, stride=2, padding=1, xp=xp, device=device, dtype=dtype, seed=seed + 1)
-        self.xp = self.conv1.xp
-        rng = np.random.default_rng(seed + 2)
-        bound = 1 / math.sqrt(32 * 4 * 4)  # torch.nn.Linear's initialisation
-        dtype = self.conv1.weight.dtype
-        self.dense_weight = self.xp.asarray(rng.uniform(-bound, bound, (10, 512)), dtype=dtype, device=device)
-        self.dense_bias = self.xp.asarray(rng.uniform(-bound, bound, 10), dtype=dtype, device=device)
-
-    def parameters(self) -> dict[str, Array]:
-        return {
-            "conv1.weight": self.conv1.weight,
-            "conv1.bias": self.conv1.bias,
-            "conv2.weight": self.conv2.weight,
-            "conv2.bias": self.conv2.bias,
-            "dense.weight": self.dense_weight,
-            "dense.bias": self.dense_bias,
-        }
-
-    def set_parameters(self, values: dict[str, Array]) -> None:
-        self.conv1.weight, self.conv1.bias = values["conv1.weight"], values["conv1.bias"]
-        self.conv2.weight, self.conv2.bias = values["conv2.weight"], values["conv2.bias"]
-        self.dense_weight, self.dense_bias = values["dense.weight"], values["dense.bias"]
-
-    def forward(self, images: Array) -> Array:
-        """Logits ``(N, 10)`` of images ``(N, 1, 8, 8)``."""
-        xp = self.xp
-        self._a1 = self.conv1.forward(images)
-        h1 = xp.where(self._a1 > 0, self._a1, xp.zeros_like(self._a1))
-        self._a2 = self.conv2.forward(h1)
-        h2 = xp.where(self._a2 > 0, self._a2, xp.zeros_like(self._a2))
-        self._flat = xp.reshape(h2, (h2.shape[0], -1))
-        return self._flat @ xp.matrix_transpose(self.dense_weight) + self.dense_bias
-
-    def backward(self, dlogits: Array) -> dict[str, Array]:
-        """Gradients of every parameter, from the loss gradient with respect to the logits."""
-        xp = self.xp
-        grads = {"dense.weight": xp.matrix_transpose(dlogits) @ self._flat, "dense.bias": xp.sum(dlogits, axis=0)}
-        dh2 = xp.reshape(dlogits @ self.dense_weight, self._a2.shape)
-        dh1 = self.conv2.backward(xp.where(self._a2 > 0, dh2, xp.zeros_like(dh2)))
-        self.conv1.backward(xp.where(self._a1 > 0, dh1, xp.zeros_like(dh1)))
-        grads |= {
-            "conv1.weight": self.conv1.grad_weight,
-            "conv1.bias": self.conv1.grad_bias,
-            "conv2.weight": self.conv2.grad_weight,
-            "conv2.bias": self.conv2.grad_bias,
-        }
-        return grads
-
-
-def softmax_cross_entropy(logits: Array, onehot: Array, xp: Any) -> tuple[Array, Array]:
-    """Mean cross-entropy and its gradient with respect to the logits."""
-    shifted = logits - xp.max(logits, axis=1, keepdims=True)
-    log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
-    n = logits.shape[0]
-    loss = -xp.sum(onehot * log_probs) / n
-    return loss, (xp.exp(log_probs) - onehot) / n
-
-
-@dataclass
-class SGD:
-    """SGD with momentum, as ``torch.optim.SGD(lr, momentum)``: ``v = m v + g``, ``p = p - lr v``."""
-
-    lr: float
-    momentum: float
-    velocity: dict[str, Array] = field(default_factory=dict)
-
-    def step(self, parameters: dict[str, Array], grads: dict[str, Array]) -> dict[str, Array]:
-        updated = {}
-        for name, value in parameters.items():
-            v = grads[name] if name not in self.velocity else self.momentum * self.velocity[name] + grads[name]
-            self.velocity[name] = v
-            updated[name] = value - self.lr * v
-        return updated
-
-
-def train_step(model: SmallCNN, optimizer: SGD, images: Array, onehot: Array) -> tuple[float, Array]:
-    """One SGD step on a batch; returns the batch's loss and its logits (before the step)."""
-    logits = model.forward(images)
-    loss, dlogits = softmax_cross_entropy(logits, onehot, model.xp)
-    model.set_parameters(optimizer.step(model.parameters(), model.backward(dlogits)))
-    return float(loss), logits
+from xpconv.network import SGD, SmallCNN, predict, train_step
+from xpconv.typing import Array
 
 
 def to_numpy(a: Array) -> np.ndarray:
@@ -117,29 +27,17 @@ def to_numpy(a: Array) -> np.ndarray:
     return np.asarray(a)
 
 
-def predict(model: SmallCNN, images: Array) -> np.ndarray:
-    return to_numpy(model.xp.argmax(model.forward(images), axis=1))
-
-
 def _backend(name: str) -> tuple[Any, Any]:
     """(namespace, device) of a backend name."""
-    if name == "numpy":
-        import array_api_compat.numpy as xp
-
-        return xp, None
+    modules = {"numpy": "array_api_compat.numpy", "torch": "array_api_compat.torch", "cupy": "array_api_compat.cupy"}
+    if name not in (*modules, "jax"):
+        raise ValueError(f"backend must be numpy, torch, cupy or jax, got {name!r}")
+    xp = importlib.import_module(modules.get(name, "jax.numpy"))
     if name == "torch":
-        import array_api_compat.torch as xp
         import torch
 
         return xp, "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cupy":
-        import array_api_compat.cupy as xp
-
-        return xp, None
-    if name == "jax":
-        import jax.numpy as xp
-
-        return xp, None
+    return xp, None
     raise ValueError(f"backend must be numpy, torch, cupy or jax, got {name!r}")
 
 
@@ -195,11 +93,11 @@ def run_demo(
             seen += len(rows)
             losses.append(loss)
             _progress(epoch, epochs, done, len(batches), float(np.mean(losses)), correct / seen, done == len(batches))
-        test_accuracy = float(np.mean(predict(model, test_images) == y_test))
+        test_accuracy = float(np.mean(to_numpy(predict(model, test_images)) == y_test))
         history["loss"].append(float(np.mean(losses)))
         history["train accuracy"].append(correct / seen)
         history["test accuracy"].append(test_accuracy)
-    predicted = predict(model, test_images)
+    predicted = to_numpy(predict(model, test_images))
     accuracy = float(np.mean(predicted == y_test))
     print(f"trained {epochs} epochs in {time.perf_counter() - start:.1f} s")
     if plot:
@@ -230,7 +128,7 @@ def _plot(path: str, history: dict[str, list[float]], images: np.ndarray, labels
     accuracy.plot(epochs, history["test accuracy"], "^-", color="tab:red", label="test accuracy")
     accuracy.set_ylabel("accuracy")
     handles = curves.get_legend_handles_labels()[0] + accuracy.get_legend_handles_labels()[0]
-    curves.legend(handles, [h.get_label() for h in handles], loc="center right")
+    curves.legend(handles, [str(h.get_label()) for h in handles], loc="center right")
     curves.set_title(f"xpconv CNN on 8x8 digits ({backend}): test accuracy {history['test accuracy'][-1]:.4f}")
     for slot, index in enumerate(wrong):
         axis = figure.add_subplot(grid[slot // 4, 4 + slot % 4])

@@ -14,15 +14,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ._bench import (
+from .bench import (
     REFERENCE,
     Layer,
     Row,
     Workers,
-    _memory_in_subprocess,
-    _rows,
     available,
+    layer_rows,
     machine_description,
+    memory_in_subprocess,
     pyplot,
     time_layer,
 )
@@ -48,8 +48,8 @@ def run_sweep(device: str, repeats: int, memory: bool, out: Path, plot_path: str
     try:
         for spec in sweep_layers():
             medians = time_layer(spec, workers, repeats)
-            peaks = {c: _memory_in_subprocess(spec, c, device) for c in names} if memory else {}
-            rows += [r for r in _rows(spec, medians, peaks) if r.phase == "both"]
+            peaks = {c: memory_in_subprocess(spec, c, device) for c in names} if memory else {}
+            rows += [r for r in layer_rows(spec, medians, peaks) if r.phase == "both"]
             print(spec.name + ": " + ", ".join(f"{r.candidate} {r.seconds * 1e3:.1f} ms" for r in rows[-len(names) :]))
     finally:
         workers.close()

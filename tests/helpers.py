@@ -1,0 +1,241 @@
+"""What the tests share: making arrays of a library, reading them back, and one ``assert_close``.
+
+Test files import from here (and from ``reference``, the independent references), never from each
+other. The ``xp`` fixture (``conftest.py``) yields the array API namespace of each tested library.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace, is_cupy_array, is_dask_namespace, is_torch_array
+from array_api_compat import device as device_of
+from hypothesis import strategies as st
+
+METHODS = ("auto", "direct", "dilate", "winograd")
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def asarray(a: Any, xp: Any) -> Any:
+    """A copy of the NumPy array ``a`` in the library ``xp``, on its default device (Dask: chunked
+    along the first axis, the batch of x and dz, as a user's data would be)."""
+    a = np.array(a, copy=True)
+    if is_dask_namespace(xp):
+        import dask.array as da
+
+        return da.from_array(a, chunks=(max(1, a.shape[0] // 2), *a.shape[1:])) if a.ndim else da.from_array(a)
+    return xp.asarray(a)
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """A NumPy copy of an array of any tested library."""
+    from array_api_compat import is_dask_array
+
+    if is_torch_array(a):
+        return a.detach().cpu().numpy()
+    if is_cupy_array(a):
+        return a.get()
+    if is_dask_array(a):
+        return np.asarray(a.compute())
+    return np.asarray(np.from_dlpack(a))
+
+
+def assert_close(
+    actual: Any,
+    desired: Any,
+    *,
+    xp: Any,
+    dtype: Any = None,
+    tol: float = 1e-12,
+    scale: float | None = None,
+    exact: bool = False,
+    what: str = "",
+) -> None:
+    """``actual`` is an array of the library ``xp``, on its default device, of ``dtype`` (default:
+    the desired values' dtype) and of the desired shape; then its values are within ``tol`` of
+    ``desired``, relative to the largest desired value (or to ``scale``, for sums that may cancel),
+    or equal where ``exact``."""
+    label = f"{what}: " if what else ""
+    assert array_namespace(actual) is xp, f"{label}the result is a {type(actual)}, not an array of {xp.__name__}"
+    expected_device = device_of(xp.zeros(()))
+    assert device_of(actual) == expected_device, f"{label}on {device_of(actual)}, not {expected_device}"
+    desired = np.asarray(desired)
+    wanted = getattr(xp, desired.dtype.name) if dtype is None else dtype
+    assert actual.dtype == wanted, f"{label}dtype {actual.dtype}, not {wanted}"
+    assert tuple(actual.shape) == desired.shape, f"{label}shape {tuple(actual.shape)}, not {desired.shape}"
+    values = to_numpy(actual)
+    if exact:
+        np.testing.assert_array_equal(values, desired, err_msg=what)
+        return
+    scale = max(scale or float(np.max(np.abs(desired), initial=0.0)), 1e-300)
+    error = float(np.max(np.abs(values.astype(np.float64) - desired), initial=0.0)) / scale
+    assert error <= tol, f"{label}relative error {error:.3g} > {tol:g}"
+
+
+# --- independent references: torch autograd in float64, the padding forms spelled out by hand ---
+
+
+def explicit_pads(padding, input_size, kernel_size, stride, dilation) -> tuple[tuple[int, int], ...]:
+    """Each padding form as ((before, after), ...), written from the issue's definitions."""
+    ndim = len(input_size)
+    if padding == "valid":
+        return ((0, 0),) * ndim
+    if padding == "same":
+        pads = []
+        for n, k, s, d in zip(input_size, kernel_size, stride, dilation):
+            total = (s - 1) * n + d * (k - 1) + 1 - s  # the issue's definition
+            pads.append((total // 2, total - total // 2))
+        return tuple(pads)
+    if isinstance(padding, int):
+        return ((padding, padding),) * ndim
+    return tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
+
+
+@dataclass
+class Gradients:
+    z: np.ndarray
+    dx: np.ndarray
+    dkernel: np.ndarray
+    dbias_tied: np.ndarray
+    dbias_untied: np.ndarray
+
+
+def _torch_pad(pads) -> tuple[int, ...]:
+    """((before, after) per axis, first axis first) -> torch.nn.functional.pad's order, last axis first."""
+    return tuple(amount for before_after in reversed(pads) for amount in before_after)
+
+
+def torch_reference(x, kernel, dz, *, stride, pads, dilation, groups) -> Gradients:
+    """Forward pass without bias, and all gradients, from torch autograd in float64, any 1-3 spatial axes.
+
+    Padding goes through ``F.pad`` so that asymmetric padding is covered. Zero biases of both
+    kinds are leaves of the graph, so their gradients come from autograd too.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[kernel.ndim - 2]
+    xt, kt = _leaf(x), _leaf(kernel)
+    tied = _leaf(np.zeros(kernel.shape[0]))
+    z = conv(F.pad(xt, _torch_pad(pads)), kt, tied, stride=stride, dilation=dilation, groups=groups)
+    untied = _leaf(np.zeros(z.shape[1:]))
+    z = z + untied
+    z.backward(torch.tensor(np.asarray(dz, dtype=np.float64)))
+    return Gradients(z.detach().numpy(), xt.grad.numpy(), kt.grad.numpy(), tied.grad.numpy(), untied.grad.numpy())
+
+
+def torch_transpose_reference(x, kernel, dz, *, stride, padding, output_padding, dilation, groups) -> Gradients:
+    """torch.nn.functional.conv_transpose{1,2,3}d and its autograd gradients, float64."""
+    import torch
+    import torch.nn.functional as F
+
+    conv_transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[kernel.ndim - 2]
+    xt, kt = _leaf(x), _leaf(kernel)
+    tied = _leaf(np.zeros(kernel.shape[1] * groups))
+    z = conv_transpose(
+        xt, kt, tied, stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation
+    )
+    untied = _leaf(np.zeros(z.shape[1:]))
+    z = z + untied
+    z.backward(torch.tensor(np.asarray(dz, dtype=np.float64)))
+    return Gradients(z.detach().numpy(), xt.grad.numpy(), kt.grad.numpy(), tied.grad.numpy(), untied.grad.numpy())
+
+
+def torch_transpose_output_shape(x_shape, kernel_shape, **params) -> tuple[int, ...]:
+    import torch
+    import torch.nn.functional as F
+
+    conv_transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[len(kernel_shape) - 2]
+    with torch.no_grad():
+        return tuple(conv_transpose(torch.zeros(x_shape), torch.zeros(kernel_shape), **params).shape)
+
+
+def _leaf(a):
+    import torch
+
+    return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True)
+
+
+WINOGRAD_REFUSAL = r"method='winograd' cannot compute this convolution"
+
+
+def winograd_applies(kernel_size, stride, dtype="float64") -> bool:
+    """Where method='winograd' must compute (2-D, 3x3, stride 1, floating point); elsewhere it must refuse."""
+    strides = (stride,) * len(kernel_size) if isinstance(stride, int) else tuple(stride)
+    return tuple(kernel_size) == (3, 3) and all(s == 1 for s in strides) and "float" in str(dtype)
+
+
+# --- drawn geometries, shared by several test files ---
+
+
+@st.composite
+def geometries(draw, kernel_size=None, stride=None):
+    """Any 2-D geometry; ``kernel_size`` and ``stride`` fix those two (Winograd's 3x3 at stride 1)."""
+    kind = draw(st.sampled_from(["dense", "grouped", "depthwise"]))
+    if kind == "depthwise":
+        groups = draw(st.integers(1, 4))
+        c, f = groups, groups * draw(st.integers(1, 2))
+    else:
+        groups = 1 if kind == "dense" else draw(st.integers(2, 3))
+        c, f = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    ksize = kernel_size or (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = stride or (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(
+        st.one_of(
+            st.sampled_from(["valid", "same"]),
+            st.integers(0, 3),
+            st.tuples(st.integers(0, 3), st.integers(0, 3)),
+            st.tuples(*[st.tuples(st.integers(0, 3), st.integers(0, 3))] * 2),
+        )
+    )
+    size = []
+    for axis in range(2):
+        span = dilation[axis] * (ksize[axis] - 1) + 1
+        pads = explicit_pads(padding, (1, 1), ksize, stride, dilation)[axis] if padding != "same" else (0, 0)
+        smallest = max(1, span - sum(pads))
+        # residue of (padded - span) mod stride drawn explicitly, so every remainder occurs
+        extra = draw(st.integers(0, 3)) * stride[axis] + draw(st.integers(0, stride[axis] - 1))
+        if kernel_size:  # residues modulo the 4x4 output tile matter there
+            extra += draw(st.integers(0, 9))
+        size.append(smallest + extra)
+    n = draw(st.integers(1, 3))
+    stride_arg = stride if stride[0] != stride[1] else stride[0]
+    return (n, c, *size, f, ksize, stride_arg, padding, dilation, groups)
+
+
+# (N, C_in, spatial size, F, kernel size, stride, padding, output_padding, dilation, groups)
+TRANSPOSED = [
+    (2, 3, (5,), 4, (3,), 2, 1, 1, 1, 1),
+    (2, 4, (6,), 2, (4,), 3, 2, 2, 1, 2),
+    (2, 4, (4, 5), 6, (3, 2), (2, 3), (1, 0), (1, 2), 1, 2),
+    (1, 2, (3, 3), 2, (3, 3), 2, 0, (0, 1), 2, 1),
+    (2, 4, (3, 4), 4, (2, 2), 3, 1, (2, 0), 1, 4),
+    (1, 2, (3, 3, 2), 3, (2, 2, 3), (2, 1, 2), (0, 1, 1), (1, 0, 1), 1, 1),
+    (1, 2, (2, 3, 2), 4, (3, 2, 2), 1, 1, 0, (2, 1, 1), 2),
+    (2, 4, (5, 7), 6, (3, 3), 1, (1, 2), 0, (1, 2), 2),  # stride 1, 3x3: Winograd's
+]
+
+
+@st.composite
+def transposed_cases(draw):
+    ndim = draw(st.integers(1, 3))
+    groups = draw(st.sampled_from([1, 1, 2]))
+    c_in, f = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    ksize = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
+    output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    size = tuple(draw(st.integers(1, 4)) for _ in range(ndim))
+    # keep the output non-empty: padding at most what the unpadded output has to spare
+    padding = tuple(
+        draw(st.integers(0, max(0, ((n - 1) * s + d * (k - 1) + e) // 2)))
+        for n, s, d, k, e in zip(size, stride, dilation, ksize, output_padding)
+    )
+    return (draw(st.integers(1, 2)), c_in, size, f, ksize, stride, padding, output_padding, dilation, groups)

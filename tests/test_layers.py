@@ -1,0 +1,150 @@
+"""The six layers against their ``torch.nn`` namesakes (float64): forward, dx, grad_weight,
+grad_bias, torch's initial bounds, and a few SGD steps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from array_api_compat import array_namespace
+from helpers import asarray, assert_close, to_numpy
+
+import xpconv
+
+torch = pytest.importorskip("torch", reason="torch.nn is the reference")
+
+# (xpconv layer, torch.nn layer, constructor arguments, spatial size of x)
+LAYERS = [
+    (
+        xpconv.Conv1d,
+        torch.nn.Conv1d,
+        dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1, groups=2),
+        (9,),
+    ),
+    (
+        xpconv.Conv2d,
+        torch.nn.Conv2d,
+        dict(in_channels=3, out_channels=4, kernel_size=(3, 2), padding=(1, 0), dilation=(1, 2)),
+        (7, 8),
+    ),
+    (
+        xpconv.Conv2d,
+        torch.nn.Conv2d,
+        dict(in_channels=4, out_channels=4, kernel_size=3, padding=1, groups=4, bias=False),
+        (6, 6),
+    ),
+    (
+        xpconv.Conv3d,
+        torch.nn.Conv3d,
+        dict(in_channels=2, out_channels=3, kernel_size=(2, 3, 2), stride=(1, 2, 1), padding=1),
+        (4, 5, 4),
+    ),
+    (
+        xpconv.ConvTranspose1d,
+        torch.nn.ConvTranspose1d,
+        dict(in_channels=4, out_channels=2, kernel_size=3, stride=2, padding=1, output_padding=1),
+        (5,),
+    ),
+    (
+        xpconv.ConvTranspose2d,
+        torch.nn.ConvTranspose2d,
+        dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1, output_padding=1, groups=2, dilation=1),
+        (4, 3),
+    ),
+    (
+        xpconv.ConvTranspose2d,
+        torch.nn.ConvTranspose2d,
+        dict(in_channels=2, out_channels=2, kernel_size=2, stride=(2, 1), dilation=2, output_padding=(1, 0)),
+        (3, 3),
+    ),
+    (
+        xpconv.ConvTranspose3d,
+        torch.nn.ConvTranspose3d,
+        dict(in_channels=2, out_channels=3, kernel_size=2, stride=2, padding=(0, 1, 0)),
+        (2, 3, 2),
+    ),
+]
+IDS = [f"{ours.__name__}-{i}" for i, (ours, *_) in enumerate(LAYERS)]
+TOL = 1e-10
+
+
+def pair(ours_type, theirs_type, arguments, xp, seed=0):
+    """An xpconv layer in float64 and the torch.nn layer holding the same weights."""
+    ours = ours_type(**arguments, xp=xp, dtype=xp.float64, seed=seed)
+    theirs = theirs_type(**arguments, dtype=torch.float64)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.from_numpy(to_numpy(ours.weight)))
+        if ours.bias is not None:
+            theirs.bias.copy_(torch.from_numpy(to_numpy(ours.bias)))
+    return ours, theirs
+
+
+@pytest.mark.parametrize(("ours_type", "theirs_type", "arguments", "size"), LAYERS, ids=IDS)
+def test_forward_and_gradients_match_torch_nn(eager_xp, ours_type, theirs_type, arguments, size) -> None:
+    ours, theirs = pair(ours_type, theirs_type, arguments, eager_xp)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, arguments["in_channels"], *size))
+    xt = torch.tensor(x, requires_grad=True)
+    zt = theirs(xt)
+    dz = rng.standard_normal(tuple(zt.shape))
+    zt.backward(torch.from_numpy(dz))
+
+    z = ours.forward(asarray(x, eager_xp))
+    assert_close(z, zt.detach().numpy(), xp=eager_xp, tol=TOL, what="forward")
+    dx = ours.backward(asarray(dz, eager_xp))
+    assert_close(dx, xt.grad.numpy(), xp=eager_xp, tol=TOL, what="dx")
+    assert_close(ours.grad_weight, theirs.weight.grad.numpy(), xp=eager_xp, tol=TOL, what="grad_weight")
+    if theirs.bias is None:
+        assert ours.bias is None and ours.grad_bias is None
+    else:
+        assert_close(ours.grad_bias, theirs.bias.grad.numpy(), xp=eager_xp, tol=TOL, what="grad_bias")
+
+
+@pytest.mark.parametrize(("ours_type", "theirs_type", "arguments", "size"), LAYERS, ids=IDS)
+def test_sgd_steps_track_torch_nn(ours_type, theirs_type, arguments, size) -> None:
+    """Five SGD steps on the loss sum(z * target), xpconv's gradients against torch.optim.SGD."""
+    ours, theirs = pair(ours_type, theirs_type, arguments, np, seed=1)
+    optimizer = torch.optim.SGD(theirs.parameters(), lr=0.05)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        x = rng.standard_normal((3, arguments["in_channels"], *size))
+        zt = theirs(torch.from_numpy(x))
+        target = rng.standard_normal(tuple(zt.shape))
+        optimizer.zero_grad()
+        (zt * torch.from_numpy(target)).sum().backward()
+        optimizer.step()
+        ours.forward(x)
+        ours.backward(target)
+        ours.weight = ours.weight - 0.05 * ours.grad_weight
+        if ours.bias is not None:
+            ours.bias = ours.bias - 0.05 * ours.grad_bias
+    np_xp = array_namespace(ours.weight)
+    assert_close(ours.weight, theirs.weight.detach().numpy(), xp=np_xp, tol=TOL, what="weight after 5 steps")
+    if ours.bias is not None:
+        assert_close(ours.bias, theirs.bias.detach().numpy(), xp=np_xp, tol=TOL, what="bias after 5 steps")
+
+
+@pytest.mark.parametrize(("ours_type", "theirs_type", "arguments", "size"), LAYERS, ids=IDS)
+def test_initial_bounds_are_torch_nns(ours_type, theirs_type, arguments, size) -> None:
+    """Weights and bias uniform in +-1/sqrt(fan_in), fan_in as torch computes it from the weight."""
+    ours = ours_type(**arguments, seed=0)
+    theirs = theirs_type(**arguments)
+    assert tuple(ours.weight.shape) == tuple(theirs.weight.shape) and ours.weight.dtype == np.float32
+    fan_in = theirs.weight.shape[1] * math.prod(theirs.weight.shape[2:])
+    bound = 1 / math.sqrt(fan_in)
+    assert float(np.max(np.abs(ours.weight))) <= bound
+    assert float(theirs.weight.detach().abs().max()) <= bound  # the same bound, from torch's own initialisation
+    if ours.bias is not None:
+        assert float(np.max(np.abs(ours.bias))) <= bound and ours.bias.shape == tuple(theirs.bias.shape)
+
+
+def test_layers_refuse_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="in_channels must be a positive int, got 0"):
+        xpconv.Conv2d(0, 4, 3)
+    with pytest.raises(ValueError, match="groups=3 must divide in_channels=4 and out_channels=6"):
+        xpconv.ConvTranspose1d(4, 6, 3, groups=3)
+    with pytest.raises(ValueError, match="kernel_size must be an int or a sequence of 3 ints"):
+        xpconv.Conv3d(1, 1, (3, 3))
+    with pytest.raises(RuntimeError, match=r"ConvTranspose2d\.backward needs a forward call first"):
+        xpconv.ConvTranspose2d(1, 1, 2).backward(np.ones((1, 1, 2, 2)))
