@@ -370,10 +370,9 @@ def conv3d_backward(
     """3-D :func:`conv_backward`: ``(dx, dkernel, dbias)``.
 
     >>> import numpy as np
-    >>> dz, x, kernel = np.ones((1, 1, 1, 1, 1)), np.ones((1, 1, 2, 2, 2)), np.ones((1, 1, 2, 2, 2))
-    >>> dx, dkernel, dbias = conv3d_backward(dz, x, kernel)
-    >>> float(dx.sum()), float(dkernel.sum()), dbias
-    (8.0, 8.0, array([1.]))
+    >>> grads = conv3d_backward(np.ones((1, 1, 1, 1, 1)), np.ones((1, 1, 2, 2, 2)), np.ones((1, 1, 2, 2, 2)))
+    >>> [float(g.sum()) for g in grads]
+    [8.0, 8.0, 1.0]
     """
     return _backward("conv3d_backward", 3, dz, x, kernel, options)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from array_api_compat import device as device_of
 
@@ -34,6 +35,7 @@ CPU_CHUNK_BYTES = 4 * 2**20
 
 __all__ = [
     "CPU_CHUNK_BYTES",
+    "Windows",
     "contract_weights",
     "correlate",
     "over_batch",
@@ -85,24 +87,27 @@ def _spatial_axes(first: int, count: int) -> tuple[int, ...]:
     return tuple(range(first, first + count))
 
 
-def correlate(
-    x: Array,
-    kernel: Array,
-    xp: Namespace,
-    *,
-    stride: Sequence[int],
-    dilation: Sequence[int],
-    groups: int,
-    out: Sequence[int],
-    workspace: int,
-    pads: Sequence[tuple[int, int]],
-) -> Array:
-    """Grouped correlation of ``x`` ``(N, C, *size)``, zero-padded by ``pads`` (a negative amount
-    crops), with ``kernel`` ``(F, C // groups, *k)``. Returns ``(N, F, *out)``.
+@dataclass(frozen=True)
+class Windows:
+    """Where the windows of an input lie, per spatial axis: it is zero-padded by ``pads`` (a
+    negative amount crops), and ``out`` windows start ``stride`` apart, their elements ``dilation``
+    apart; the channels fall into ``groups``."""
+
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    out: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+
+
+def correlate(x: Array, kernel: Array, xp: Namespace, windows: Windows, workspace: int) -> Array:
+    """Grouped correlation of ``x`` ``(N, C, *size)`` with ``kernel`` ``(F, C // groups, *k)`` over
+    the ``windows`` of ``x``. Returns ``(N, F, *out)``.
 
     The padding is applied per batch chunk: a padded copy of the whole batch would be one more
     pass over memory that does not fit in the cache.
     """
+    stride, dilation, groups, out, pads = windows.stride, windows.dilation, windows.groups, windows.out, windows.pads
     channels = x.shape[1]
     filters, ksize = kernel.shape[0], tuple(kernel.shape[2:])
     if math.prod(out) == 0:  # nothing to compute (and no window to view)
@@ -127,24 +132,20 @@ def contract_weights(
     dz: Array,
     x: Array,
     xp: Namespace,
+    windows: Windows,
+    workspace: int,
     *,
     window: Sequence[int],
-    stride: Sequence[int],
-    dilation: Sequence[int],
-    groups: int,
-    out: Sequence[int],
-    workspace: int,
-    pads: Sequence[tuple[int, int]],
     swap_roles: bool = False,
 ) -> Array:
-    """``dK[f, c, k] = sum_{n, o} dz[n, f, o] * W[n, c, o, k]`` for the windows ``W`` of ``x`` zero-padded
-    by ``pads`` (per batch chunk, as in :func:`correlate`).
+    """``dK[f, c, k] = sum_{n, o} dz[n, f, o] * W[n, c, o, k]`` for the ``windows`` ``W`` of ``x``
+    (padded per batch chunk, as in :func:`correlate`).
 
-    ``dz`` is ``(N, F, *out)``; the windows of ``x`` are of size ``window`` at ``stride`` and
-    ``dilation``, and there are ``out`` of them per axis. With ``swap_roles`` the roles of the
+    ``dz`` is ``(N, F, *out)``; the windows of ``x`` are of size ``window``. With ``swap_roles`` the roles of the
     window positions and the window elements swap (``W[n, c, k, o]``), which is how the tutorial's
     method correlates the input with the dilated ``dz``. Returns ``(F, C // groups, *k)``.
     """
+    stride, dilation, groups, out, pads = windows.stride, windows.dilation, windows.groups, windows.out, windows.pads
     channels = x.shape[1]
     filters = dz.shape[1]
     ndim = len(window)

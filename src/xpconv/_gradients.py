@@ -35,7 +35,7 @@ import math
 from typing import Any
 
 from ._blocks import dilate_axes
-from ._contract import contract_weights, correlate, scatter_windows
+from ._contract import Windows, contract_weights, correlate, scatter_windows
 from ._dask import over_dask_chunks
 from ._geometry import ConvGeometry
 from ._winograd import Tiling, winograd_correlate, winograd_weight_grad
@@ -95,15 +95,9 @@ def winograd_pays(geometry: ConvGeometry, grad: str) -> bool:
     return min(size) >= 16 or fewest >= 2 * WINOGRAD_MIN_CHANNELS
 
 
-def _forward_windows(geometry: ConvGeometry) -> dict[str, Any]:
+def _forward_windows(geometry: ConvGeometry) -> Windows:
     """The windows of the forward correlation, as the column-matrix passes of ``_contract`` take them."""
-    return {
-        "stride": geometry.stride,
-        "dilation": geometry.dilation,
-        "groups": geometry.groups,
-        "out": geometry.output_size,
-        "pads": geometry.pads,
-    }
+    return Windows(geometry.stride, geometry.dilation, geometry.groups, geometry.output_size, geometry.pads)
 
 
 def _tiling(geometry: ConvGeometry) -> Tiling:
@@ -134,7 +128,7 @@ def forward(
     if _use_winograd(method, geometry, xp, x.dtype, "forward"):
         z = winograd_correlate(x, kernel, xp, _tiling(geometry), workspace)
     else:
-        z = correlate(x, kernel, xp, **_forward_windows(geometry), workspace=workspace)
+        z = correlate(x, kernel, xp, _forward_windows(geometry), workspace)
     return add_bias(z, bias, xp)
 
 
@@ -199,17 +193,8 @@ def _input_grad_by_correlation(
     if winograd:
         tiling = Tiling(pads=pads, dilation=geometry.dilation, groups=groups, out=geometry.input_size)
         return winograd_correlate(dilated, swapped, xp, tiling, workspace)
-    return correlate(
-        dilated,
-        swapped,
-        xp,
-        stride=(1,) * geometry.ndim,
-        dilation=geometry.dilation,
-        groups=groups,
-        out=geometry.input_size,
-        workspace=workspace,
-        pads=pads,
-    )
+    windows = Windows((1,) * geometry.ndim, geometry.dilation, groups, geometry.input_size, pads)
+    return correlate(dilated, swapped, xp, windows, workspace)
 
 
 @over_dask_chunks(batch=("dz", "x"), combine="sum")
@@ -218,26 +203,13 @@ def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, meth
     if _use_winograd(method, geometry, xp, x.dtype, "weight"):
         return winograd_weight_grad(dz, x, xp, _tiling(geometry), workspace)
     if method != "dilate":
-        return contract_weights(
-            dz, x, xp, window=geometry.kernel_size, **_forward_windows(geometry), workspace=workspace
-        )
+        return contract_weights(dz, x, xp, _forward_windows(geometry), workspace, window=geometry.kernel_size)
     # The tutorial's dK: windows of the size of the dilated dz, one per kernel tap (taps are
     # `dilation` apart), correlated with the dilated dz. The `tail` rows never meet dz.
     dilated = dilate_axes(dz, xp, geometry.stride)
     reached = tuple((before, after - tail) for (before, after), tail in zip(geometry.pads, geometry.tail))
-    return contract_weights(
-        dilated,
-        x,
-        xp,
-        window=tuple(dilated.shape[2:]),
-        stride=geometry.dilation,
-        dilation=(1,) * geometry.ndim,
-        groups=geometry.groups,
-        out=geometry.kernel_size,
-        workspace=workspace,
-        swap_roles=True,
-        pads=reached,
-    )
+    windows = Windows(geometry.dilation, (1,) * geometry.ndim, geometry.groups, geometry.kernel_size, reached)
+    return contract_weights(dilated, x, xp, windows, workspace, window=tuple(dilated.shape[2:]), swap_roles=True)
 
 
 def bias_grad(dz: Array, xp: Namespace, geometry: ConvGeometry, mode: str | None) -> Array | None:

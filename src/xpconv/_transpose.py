@@ -11,18 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from . import _gradients
-from ._arguments import (
-    Options,
-    bias_mode,
-    bias_to_layout,
-    check_bias_shape,
-    check_dz,
-    check_memory,
-    prepare_in_layout,
-    resolve_options,
-    to_layout,
-)
+from . import _arguments, _gradients
 from ._blocks import pad_or_crop
 from ._geometry import ConvGeometry, as_int, conv_geometry, int_tuple, resolve_padding
 from .typing import Array, IntOrTuple, TransposeBackwardOptions, TransposeOptions, Unpack
@@ -47,7 +36,7 @@ def _output_padding(
 
 
 def _geometry(
-    x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], ndim: int, options: Options
+    x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], ndim: int, options: _arguments.Options
 ) -> tuple[ConvGeometry, tuple[int, ...]]:
     """The convolution whose input gradient this transposed convolution is, and the zero rows to append.
 
@@ -101,7 +90,7 @@ def _output_size(geometry: ConvGeometry, appended: tuple[int, ...]) -> tuple[int
     return tuple(n + a for n, a in zip(geometry.input_size, appended))
 
 
-def _cause(options: Options) -> str:
+def _cause(options: _arguments.Options) -> str:
     return (
         f"stride {options.stride}, padding {options.padding}, output_padding {options.output_padding} "
         f"and dilation {options.dilation}"
@@ -109,34 +98,34 @@ def _cause(options: Options) -> str:
 
 
 def _forward(function: str, ndim: int | None, x: Array, kernel: Array, bias: Array | None, given: Mapping) -> Array:
-    options = resolve_options(function, given, _OPTIONS, padding=0)
-    xp, ndim, arrays = prepare_in_layout(options.layout, ndim, x=x, kernel=kernel, bias=bias)
+    options = _arguments.resolve_options(function, given, _OPTIONS, padding=0)
+    xp, ndim, arrays = _arguments.prepare_in_layout(options.layout, ndim, x=x, kernel=kernel, bias=bias)
     x, kernel, bias = arrays["x"], arrays["kernel"], arrays["bias"]
     geometry, appended = _geometry(tuple(x.shape), tuple(kernel.shape), ndim, options)
     if bias is not None:
-        check_bias_shape(bias, geometry.in_channels, _output_size(geometry, appended))
-    check_memory(geometry, xp, x, cause=_cause(options))
+        _arguments.check_bias_shape(bias, geometry.in_channels, _output_size(geometry, appended))
+    _arguments.check_memory(geometry, xp, x, cause=_cause(options))
     z = _gradients.input_grad(x, kernel, xp, geometry, options.method, options.workspace)
     if any(appended):
         z = pad_or_crop(z, xp, tuple((0, a) for a in appended))
-    return to_layout(_gradients.add_bias(z, bias, xp), xp, options.layout)
+    return _arguments.to_layout(_gradients.add_bias(z, bias, xp), xp, options.layout)
 
 
 def _backward(function: str, ndim: int | None, dz: Array, x: Array, kernel: Array, given: Mapping):
-    options = resolve_options(function, given, _BACKWARD_OPTIONS, padding=0)
-    xp, ndim, arrays = prepare_in_layout(options.layout, ndim, dz=dz, x=x, kernel=kernel)
+    options = _arguments.resolve_options(function, given, _BACKWARD_OPTIONS, padding=0)
+    xp, ndim, arrays = _arguments.prepare_in_layout(options.layout, ndim, dz=dz, x=x, kernel=kernel)
     dz, x, kernel = arrays["dz"], arrays["x"], arrays["kernel"]
     geometry, appended = _geometry(tuple(x.shape), tuple(kernel.shape), ndim, options)
     output_size = _output_size(geometry, appended)
-    mode = bias_mode(options.bias, geometry.in_channels, output_size)
-    check_dz(dz, (*geometry.input_shape[:2], *output_size), "the transposed convolution's output shape")
-    check_memory(geometry, xp, x, cause=_cause(options))
+    mode = _arguments.bias_mode(options.bias, geometry.in_channels, output_size)
+    _arguments.check_dz(dz, (*geometry.input_shape[:2], *output_size), "the transposed convolution's output shape")
+    _arguments.check_memory(geometry, xp, x, cause=_cause(options))
     workspace = options.workspace
     reached = dz[(..., *(slice(0, n) for n in geometry.input_size))] if any(appended) else dz
     dx = _gradients.forward(reached, kernel, None, xp, geometry, workspace, options.method)
     dkernel = _gradients.weight_grad(x, reached, xp, geometry, options.method, workspace)
     dbias = _gradients.bias_grad(dz, xp, geometry, mode)
-    return to_layout(dx, xp, options.layout), dkernel, bias_to_layout(dbias, xp, options)
+    return _arguments.to_layout(dx, xp, options.layout), dkernel, _arguments.bias_to_layout(dbias, xp, options)
 
 
 def conv_transpose(x: Array, kernel: Array, bias: Array | None = None, **options: Unpack[TransposeOptions]) -> Array:
