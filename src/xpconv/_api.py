@@ -22,14 +22,13 @@ from ._arguments import (
     bias_to_layout,
     check_bias_shape,
     check_dz,
+    check_layout,
     check_memory,
-    prepare,
     prepare_in_layout,
     resolve_options,
     shape_argument,
     shape_to_channels_first,
     spatial_dims,
-    to_channels_first,
     to_layout,
 )
 from ._geometry import ConvGeometry, conv_geometry
@@ -69,7 +68,9 @@ def _forward(function: str, ndim: int | None, x: Array, kernel: Array, bias: Arr
     return to_layout(z, xp, options.layout)
 
 
-def _backward(function: str, ndim: int | None, dz: Array, x: Array, kernel: Array, given: Mapping):
+def _backward(
+    function: str, ndim: int | None, dz: Array, x: Array, kernel: Array, given: Mapping
+) -> tuple[Array, Array, Array | None]:
     options = resolve_options(function, given, _BACKWARD_OPTIONS)
     xp, ndim, arrays = prepare_in_layout(options.layout, ndim, dz=dz, x=x, kernel=kernel)
     dz, x, kernel = arrays["dz"], arrays["x"], arrays["kernel"]
@@ -101,11 +102,10 @@ def _weight_grad(
     function: str, ndim: int | None, dz: Array, x: Array, kernel_shape: Sequence[int], given: Mapping
 ) -> Array:
     options = resolve_options(function, given, _CONV_OPTIONS)
-    xp, (dz, x) = prepare(dz=dz, x=x)
     kernel_shape = shape_argument(kernel_shape, "kernel_shape", ndim)
     ndim = spatial_dims(kernel_shape, ndim, "kernel_shape")
-    x = to_channels_first(x, xp, options.layout, ndim, "x")
-    dz = to_channels_first(dz, xp, options.layout, ndim, "dz")
+    xp, ndim, arrays = prepare_in_layout(options.layout, ndim, dz=dz, x=x)
+    dz, x = arrays["dz"], arrays["x"]
     geometry = _geometry(x.shape, kernel_shape, ndim, options, kernel_name="kernel_shape")
     _dz_shape(dz, geometry)
     check_memory(geometry, xp, x)
@@ -134,17 +134,17 @@ def conv_output_shape(
     >>> conv_output_shape((8, 100, 3), (4, 3, 5), padding=((4, 0),), layout="channels_last")
     (8, 100, 4)
     """
-    options = resolve_options("conv_output_shape", {"layout": layout}, ("layout",))
+    check_layout(layout)
     kernel = shape_argument(kernel_shape, "kernel_shape", None)
     ndim = len(kernel) - 2
-    shape = shape_to_channels_first(shape_argument(input_shape, "input_shape", ndim), options.layout)
+    shape = shape_to_channels_first(shape_argument(input_shape, "input_shape", ndim), layout)
     groups = max(1, shape[1] // kernel[1]) if kernel[1] else 1
     names = {"input_name": "input_shape", "kernel_name": "kernel_shape"}
     geometry = conv_geometry(
         shape, kernel, ndim=ndim, stride=stride, padding=padding, dilation=dilation, groups=groups, **names
     )
     out = geometry.output_shape
-    return out if options.layout == "channels_first" else (out[0], *out[2:], out[1])
+    return out if layout == "channels_first" else (out[0], *out[2:], out[1])
 
 
 # --- any number of spatial axes ------------------------------------------------------------------

@@ -35,6 +35,7 @@ __all__ = [
     "bias_to_layout",
     "check_bias_shape",
     "check_dz",
+    "check_layout",
     "check_memory",
     "namespace_of",
     "prepare",
@@ -54,7 +55,8 @@ WORKSPACE_ENV = "XPCONV_WORKSPACE_BYTES"
 @dataclass(frozen=True)
 class Options:
     """The keyword options of one call, defaults filled in and checked (geometry aside: ``stride``,
-    ``padding``, ``dilation``, ``groups`` and ``output_padding`` are checked with the shapes)."""
+    ``padding``, ``dilation``, ``groups`` and ``output_padding`` are checked with the shapes);
+    ``workspace`` is the resolved ``workspace_bytes``."""
 
     stride: IntOrTuple = 1
     padding: Any = "valid"
@@ -62,13 +64,9 @@ class Options:
     groups: int = 1
     layout: Layout = "channels_first"
     method: Method = "auto"
-    workspace_bytes: int | None = None
+    workspace: int = DEFAULT_WORKSPACE_BYTES
     bias: BiasMode | Array = "tied"
     output_padding: IntOrTuple = 0
-
-    @property
-    def workspace(self) -> int:
-        return resolve_workspace(self.workspace_bytes)
 
     @property
     def geometry(self) -> dict[str, Any]:
@@ -91,13 +89,18 @@ def resolve_options(function: str, given: Mapping[str, Any], allowed: Collection
             f"{function}() got an unexpected keyword argument {unknown[0]!r}; its options are: "
             f"{', '.join(sorted(allowed))}"
         )
-    options = Options(**{**defaults, **given})
-    if not (isinstance(options.layout, str) and options.layout in LAYOUTS):
-        raise ValueError(f"layout must be 'channels_first' or 'channels_last', got {options.layout!r}")
+    values = {**defaults, **given}
+    workspace = resolve_workspace(values.pop("workspace_bytes", None))
+    options = Options(**values, workspace=workspace)
+    check_layout(options.layout)
     if not (isinstance(options.method, str) and options.method in METHODS):
         raise ValueError(f"method must be one of {METHODS}, got {options.method!r}")
-    options.workspace  # noqa: B018 - validates workspace_bytes and $XPCONV_WORKSPACE_BYTES now
     return options
+
+
+def check_layout(layout: object) -> None:
+    if not (isinstance(layout, str) and layout in LAYOUTS):
+        raise ValueError(f"layout must be 'channels_first' or 'channels_last', got {layout!r}")
 
 
 def resolve_workspace(workspace_bytes: int | None) -> int:
@@ -183,7 +186,8 @@ def prepare_in_layout(
     turn ``x`` and ``dz`` channels-first. Returns the namespace, that number and the arrays by name."""
     xp, cast_arrays = prepare(**arrays)
     named: dict[str, Array] = dict(zip(arrays, cast_arrays))
-    ndim = spatial_dims(tuple(named["kernel"].shape), ndim)
+    if ndim is None:
+        ndim = spatial_dims(tuple(named["kernel"].shape), ndim)
     for name in ("x", "dz"):
         if name in named:
             named[name] = to_channels_first(named[name], xp, layout, ndim, name)

@@ -111,7 +111,9 @@ def _forward(function: str, ndim: int | None, x: Array, kernel: Array, bias: Arr
     return _arguments.to_layout(_gradients.add_bias(z, bias, xp), xp, options.layout)
 
 
-def _backward(function: str, ndim: int | None, dz: Array, x: Array, kernel: Array, given: Mapping):
+def _backward(
+    function: str, ndim: int | None, dz: Array, x: Array, kernel: Array, given: Mapping
+) -> tuple[Array, Array, Array | None]:
     options = _arguments.resolve_options(function, given, _BACKWARD_OPTIONS, padding=0)
     xp, ndim, arrays = _arguments.prepare_in_layout(options.layout, ndim, dz=dz, x=x, kernel=kernel)
     dz, x, kernel = arrays["dz"], arrays["x"], arrays["kernel"]

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -43,7 +42,7 @@ from array_api_compat import device as device_of
 from ._backends import itemsize, window_view
 from ._blocks import pad_or_crop
 from ._contract import over_batch
-from .typing import Array, Combine, Namespace
+from .typing import Array, Namespace
 
 KERNEL = 3
 # Output tile size. F(4x4, 3x3) measured fastest on the benchmark layers (2 cores, NumPy and torch)
@@ -162,24 +161,11 @@ class Tiling:
         transformed = xp.matmul(_constant(xp, self.m, "b", x), gathered)
         return xp.reshape(transformed, (alpha * alpha, self.groups, channels // self.groups, -1))
 
-    def over_batch(
-        self,
-        chunk: Callable[..., Array],
-        arrays: list[Array],
-        xp: Namespace,
-        filters: int,
-        workspace: int,
-        combine: Combine = "concat",
-        at_least: int = 0,
-    ) -> Array:
-        """``_contract.over_batch`` with chunks sized by the tiles' temporaries (on the CPU, about
-        ``CPU_CHUNK_BYTES``, or ``at_least`` where that is larger)."""
-        per_sample = self.alpha**2 * (2 * arrays[-1].shape[1] + filters) * math.prod(self.dilation)
-        sample_bytes = per_sample * math.prod(self.tiles) * itemsize(xp, arrays[-1].dtype)
-        budget = max(CPU_CHUNK_BYTES, at_least)
-        return over_batch(
-            chunk, arrays, xp, sample_bytes=sample_bytes, workspace=workspace, combine=combine, cpu_budget=budget
-        )
+    def sample_bytes(self, x: Array, xp: Namespace, filters: int) -> int:
+        """Bytes of one sample's tile temporaries (input tiles, their transform, the products), by
+        which ``_contract.over_batch`` sizes the batch chunks."""
+        per_sample = self.alpha**2 * (2 * x.shape[1] + filters) * math.prod(self.dilation)
+        return per_sample * math.prod(self.tiles) * itemsize(xp, x.dtype)
 
 
 def _kernel_transform(kernel: Array, xp: Namespace, groups: int, m: int) -> Array:
@@ -210,7 +196,8 @@ def winograd_correlate(x: Array, kernel: Array, xp: Namespace, tiling: Tiling, w
         y = xp.reshape(y, (m, m, filters, x_part.shape[0], dh, dw, *tiles))
         return xp.permute_dims(y, (3, 2, 6, 0, 4, 7, 1, 5))
 
-    tiled = tiling.over_batch(chunk, [x], xp, filters, workspace)
+    sample_bytes = tiling.sample_bytes(x, xp, filters)
+    tiled = over_batch(chunk, [x], xp, sample_bytes=sample_bytes, workspace=workspace, cpu_budget=CPU_CHUNK_BYTES)
     z = xp.reshape(tiled, (x.shape[0], filters, tiles[0] * m * dh, tiles[1] * m * dw))
     return z[:, :, : tiling.out[0], : tiling.out[1]]
 
@@ -235,7 +222,11 @@ def winograd_weight_grad(dz: Array, x: Array, xp: Namespace, tiling: Tiling, wor
 
     # Each chunk adds an (a^2, F, C // groups) product: chunks whose tiles outweigh it keep that cheap.
     accumulator = alpha * alpha * filters * (channels // groups) * itemsize(xp, x.dtype)
-    total = tiling.over_batch(chunk, [dz, x], xp, filters, workspace, combine="sum", at_least=4 * accumulator)
+    budget = max(CPU_CHUNK_BYTES, 4 * accumulator)
+    sample_bytes = tiling.sample_bytes(x, xp, filters)
+    total = over_batch(
+        chunk, [dz, x], xp, sample_bytes=sample_bytes, workspace=workspace, combine="sum", cpu_budget=budget
+    )
     # dK = G^T W G per filter and channel.
     back = xp.matmul(xp.matrix_transpose(_constant(xp, m, "g", x)), xp.reshape(total, (alpha * alpha, -1)))
     return xp.reshape(xp.matrix_transpose(back), (filters, channels // groups, KERNEL, KERNEL))
