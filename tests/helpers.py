@@ -16,6 +16,8 @@ from array_api_compat import device as device_of
 from hypothesis import strategies as st
 
 METHODS = ("auto", "direct", "dilate", "winograd")
+NUMPY = array_namespace(np.empty(0))
+"""The namespace of NumPy arrays, for ``assert_close(..., xp=NUMPY)``."""
 
 
 def installed(module: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import NUMPY, assert_close
 
 import xpconv
 
@@ -73,7 +74,7 @@ def test_every_pass_is_lazy_and_correct(expected) -> None:
     assert results["conv2d"].chunks[0] == (3, 3, 1)  # the batch chunks carry through
     computed = dask.compute(results, scheduler="threads")[0]
     for name, value in computed.items():
-        np.testing.assert_allclose(value, expected[name], rtol=1e-12, atol=1e-12, err_msg=name)
+        assert_close(value, expected[name], xp=NUMPY, what=name)  # each chunk ran on NumPy
 
 
 def test_on_a_local_cluster_of_two_processes(expected) -> None:
@@ -86,7 +87,7 @@ def test_on_a_local_cluster_of_two_processes(expected) -> None:
         computed = client.compute(results, sync=True)
         assert len(client.scheduler_info()["workers"]) == 2
     for name, value in computed.items():
-        np.testing.assert_allclose(value, expected[name], rtol=1e-12, atol=1e-12, err_msg=name)
+        assert_close(value, expected[name], xp=NUMPY, what=name)  # each chunk ran on NumPy
 
 
 def slow_identity(block: np.ndarray) -> np.ndarray:
@@ -125,4 +126,4 @@ def test_losing_a_worker_midway_changes_nothing() -> None:
         results = client.gather(futures)
         assert victim not in client.scheduler_info()["workers"], "the worker was not lost"
     for got, want in zip(results, expected):
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        assert_close(got, want, xp=NUMPY)
