@@ -5,7 +5,7 @@ The same as ``python -m xpconv bench``; results go to ``benchmarks/results/{cpu,
 
 import sys
 
-from xpconv._bench import main
+from xpconv.tools.bench import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
