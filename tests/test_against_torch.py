@@ -80,6 +80,8 @@ def check_case(xp, case, dtype: str, seed: int) -> None:
 
     z = xpconv.conv2d(X, K, B, **geometry)
     close(z, ref.z + bias[:, None, None], "z (tied bias)")
+    shape_params = dict(stride=stride, padding=padding, dilation=dilation)
+    assert xpconv.conv_output_shape(x.shape, kernel.shape, **shape_params) == ref.z.shape  # torch's
     close(xpconv.conv2d(X, K, U, **geometry), ref.z + untied, "z (untied bias)")
     close(xpconv.conv2d(X, K, **geometry), ref.z, "z (no bias)")
 

@@ -161,3 +161,14 @@ def test_impossible_sizes_are_refused_before_any_allocation(name: str) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 2**20, f"{peak} bytes were allocated before the refusal"
+
+
+def test_conv_output_shape_refuses_what_conv_refuses() -> None:
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        xpconv.conv_output_shape((1, 1, 2, 2), (1, 1, 3, 3))
+    with pytest.raises(ValueError, match=r"kernel_shape must have C // groups"):
+        xpconv.conv_output_shape((1, 3, 5, 5), (2, 2, 3, 3))
+    with pytest.raises(ValueError, match="layout must be 'channels_first' or 'channels_last'"):
+        xpconv.conv_output_shape((1, 1, 5, 5), (1, 1, 3, 3), layout="NHWC")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="input_shape must be a sequence of 4 ints"):
+        xpconv.conv_output_shape((1, 5, 5), (1, 1, 3, 3))

@@ -72,6 +72,11 @@ def check_conv(xp, case, seed: int) -> None:
     forward, backward, input_grad, weight_grad = WRAPPERS[ndim]
 
     close(xpconv.conv(X, K, **params), ref.z, "conv")
+    # conv_output_shape from plain ints (groups follow from the shapes), against torch's output
+    shape_params = dict(stride=stride, padding=padding, dilation=dilation)
+    assert xpconv.conv_output_shape(x.shape, kernel.shape, **shape_params) == ref.z.shape
+    last_shape = (n, *ref.z.shape[2:], f)
+    assert xpconv.conv_output_shape((n, *size, c), kernel.shape, layout="channels_last", **shape_params) == last_shape
     close(forward(X, K, **params), ref.z, f"conv{ndim}d")
     for method in METHODS:
         if method == "winograd" and not (ndim == 2 and winograd_applies(ksize, stride)):
