@@ -49,7 +49,7 @@ CASES = {
     "float dilation": (lambda: conv(dilation=(1, 2.0)), TypeError, r"dilation must be an int"),
     "negative padding": (lambda: conv(padding=-1), ValueError, r"padding must be non-negative"),
     "negative explicit padding": (lambda: conv(padding=((0, -1), (0, 0))), ValueError, r"padding must be non-neg"),
-    "unknown padding word": (lambda: conv(padding="full"), ValueError, r"padding .* got the word 'full'"),
+    "unknown padding word": (lambda: conv(padding="circular"), ValueError, r"padding .* got the word 'circular'"),
     "padding length": (lambda: conv(padding=(1, 1, 1)), ValueError, r"padding must have one entry per spatial axis"),
     "padding pair length": (lambda: conv(padding=((1, 1, 1), (0, 0))), ValueError, r"padding must hold"),
     "float padding": (lambda: conv(padding=1.0), TypeError, r"padding must be an int"),
@@ -61,8 +61,8 @@ CASES = {
         ValueError,
         r"bias must be 'tied', 'untied', None or the forward's bias array",
     ),
-    "unknown method": (lambda: backward(method="fft"), ValueError, r"method must be one of"),
-    "unknown forward method": (lambda: conv(method="fft"), ValueError, r"method must be one of"),
+    "unknown method": (lambda: backward(method="fourier"), ValueError, r"method must be one of"),
+    "unknown forward method": (lambda: conv(method="fourier"), ValueError, r"method must be one of"),
     "winograd on 5x5": (
         lambda: conv(kernel=np.ones((6, 2, 5, 5)), method="winograd"),
         ValueError,
@@ -86,8 +86,21 @@ CASES = {
         r"method='winograd' cannot .*: its transforms are fractional and would make integer results inexact",
     ),
     "list input": (lambda: conv(x=x.tolist()), TypeError, r"x must be an array"),
-    "bool input": (lambda: conv(x=x > 0, kernel=kernel > 0), TypeError, r"real floating or integer dtype"),
-    "complex input": (lambda: conv(x=x + 0j), TypeError, r"real floating or integer dtype"),
+    "bool input": (
+        lambda: conv(x=x > 0, kernel=kernel > 0),
+        TypeError,
+        r"x must have a floating, complex or integer dtype",
+    ),
+    "integer with complex": (
+        lambda: conv(x=x.astype(np.int32), kernel=kernel + 0j),
+        TypeError,
+        r"integer and complex arrays do not mix \(x: int32, kernel: complex128\)",
+    ),
+    "fft with integers": (
+        lambda: conv(x=x.astype(np.int64), kernel=kernel.astype(np.int64), method="fft"),
+        ValueError,
+        r"method='fft' cannot compute this convolution: the FFT rounds, and int64 results must be exact",
+    ),
     "input_shape length": (
         lambda: xpconv.conv2d_input_grad(dz, kernel, (2, 4, 8), groups=2),
         ValueError,

@@ -108,14 +108,13 @@ def test_the_issue_examples() -> None:
         np.array([[[[object()]]]]),
         np.array([[[["a"]]]]),
         np.array([[[["2020-01-01"]]]], dtype="datetime64[D]"),
-        np.ones((1, 1, 1, 1), dtype=complex),
         np.ones((1, 1, 1, 1), dtype=bool),
     ],
-    ids=["object", "str", "datetime", "complex", "bool"],
+    ids=["object", "str", "datetime", "bool"],
 )
 def test_non_numeric_dtypes_are_type_errors(values: np.ndarray) -> None:
     got = re.escape(str(values.dtype))
-    with pytest.raises(TypeError, match=rf"x must have a real floating or integer dtype, got {got}"):
+    with pytest.raises(TypeError, match=rf"x must have a floating, complex or integer dtype, got {got}"):
         xpconv.conv2d(values, np.ones((1, 1, 1, 1)))
-    with pytest.raises(TypeError, match=rf"kernel must have a real floating or integer dtype, got {got}"):
+    with pytest.raises(TypeError, match=rf"kernel must have a floating, complex or integer dtype, got {got}"):
         xpconv.conv2d_backward(np.ones((1, 1, 1, 1)), np.ones((1, 1, 1, 1)), values)

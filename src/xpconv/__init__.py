@@ -1,7 +1,8 @@
 """xpconv: convolution forward pass and its input, kernel and bias gradients, without autograd.
 
 The method is that of the tutorial "3.2.3 Backward Propagation Convolution layer (Vectorized)"
-(``method="dilate"``), with faster ones beside it (``"direct"``, ``"winograd"``, ``"auto"``).
+(``method="dilate"``), with faster ones beside it (``"direct"``, ``"winograd"``, ``"fft"`` for large
+kernels, and ``"auto"``, which picks one per pass). Real, complex and integer arrays.
 
 Written once against the Python array API standard: the same calls work on NumPy arrays, torch
 tensors (CPU or CUDA), CuPy arrays and any other conforming library, and return arrays of the
@@ -35,6 +36,7 @@ from ._api import (
     conv_weight_grad,
 )
 from ._arguments import LAYOUTS, METHODS
+from ._autotune import autotune, tuned_methods
 from ._blocks import dilate, pad, rotate180, windows
 from ._geometry import resolve_padding
 from ._layers import (
@@ -67,6 +69,7 @@ __all__ = [
     "ConvTranspose1d",
     "ConvTranspose2d",
     "ConvTranspose3d",
+    "autotune",
     "conv",
     "conv1d",
     "conv1d_backward",
@@ -96,5 +99,6 @@ __all__ = [
     "pad",
     "resolve_padding",
     "rotate180",
+    "tuned_methods",
     "windows",
 ]

@@ -31,6 +31,7 @@ from ._arguments import (
     spatial_dims,
     to_layout,
 )
+from ._blocks import conjugate
 from ._geometry import ConvGeometry, conv_geometry
 from .typing import Array, BackwardOptions, ConvOptions, IntOrTuple, Layout, Padding, Unpack
 
@@ -78,8 +79,8 @@ def _backward(
     mode = bias_mode(options.bias, geometry.out_channels, geometry.output_size)
     _dz_shape(dz, geometry)
     check_memory(geometry, xp, x)
-    dx = _gradients.input_grad(dz, kernel, xp, geometry, options.method, options.workspace)
-    dkernel = _gradients.weight_grad(dz, x, xp, geometry, options.method, options.workspace)
+    dx = _gradients.input_grad(dz, conjugate(kernel, xp), xp, geometry, options.method, options.workspace)
+    dkernel = _gradients.weight_grad(dz, conjugate(x, xp), xp, geometry, options.method, options.workspace)
     dbias = _gradients.bias_grad(dz, xp, geometry, mode)
     return to_layout(dx, xp, options.layout), dkernel, bias_to_layout(dbias, xp, options)
 
@@ -94,7 +95,7 @@ def _input_grad(
     geometry = _geometry(shape, kernel.shape, ndim, options, input_name="input_shape")
     _dz_shape(dz, geometry)
     check_memory(geometry, xp, dz)
-    dx = _gradients.input_grad(dz, kernel, xp, geometry, options.method, options.workspace)
+    dx = _gradients.input_grad(dz, conjugate(kernel, xp), xp, geometry, options.method, options.workspace)
     return to_layout(dx, xp, options.layout)
 
 
@@ -109,6 +110,7 @@ def _weight_grad(
     geometry = _geometry(x.shape, kernel_shape, ndim, options, kernel_name="kernel_shape")
     _dz_shape(dz, geometry)
     check_memory(geometry, xp, x)
+    x = conjugate(x, xp)
     return _gradients.weight_grad(dz, x, xp, geometry, options.method, options.workspace)
 
 

@@ -5,7 +5,7 @@ its arguments here before any array code runs, so that a bad call gets the same 
 ``ValueError`` everywhere, naming the argument, what was expected and what came:
 
 - :func:`resolve_options`: the ``**options`` keywords, with defaults, unknown ones refused.
-- :func:`prepare`: one namespace, one device, one promoted real dtype for the named arrays.
+- :func:`prepare`: one namespace, one device, one promoted numeric dtype for the named arrays.
 - :func:`to_channels_first` / :func:`to_layout`: ``layout="channels_last"`` as views.
 - :func:`bias_mode`, :func:`check_bias_shape`, :func:`check_dz`, :func:`check_memory`.
 
@@ -130,6 +130,8 @@ def prepare(**arrays: Array | None) -> tuple[Namespace, list[Array | None]]:
     """Common namespace, device and promoted dtype of the named arrays; returns them cast to it.
 
     ``bias`` may be None; integer inputs are cast to the accumulator (see ``integer_accumulator``).
+    Real and complex floats promote as the standard says (float32 with complex64: complex64); integers
+    with complex arrays are a ``TypeError``.
     """
     present: dict[str, Array] = {name: a for name, a in arrays.items() if a is not None or name != "bias"}
     for name, a in present.items():
@@ -144,9 +146,15 @@ def prepare(**arrays: Array | None) -> tuple[Namespace, list[Array | None]]:
     for name, dev in devices.items():
         if dev != first_device:
             raise ValueError(f"all arrays must be on one device: {first_name} is on {first_device}, {name} on {dev}")
-    for name, a in present.items():
-        if not _real_numeric(xp, a.dtype):
-            raise TypeError(f"{name} must have a real floating or integer dtype, got {a.dtype}")
+    kinds = {name: _numeric_kind(xp, a.dtype) for name, a in present.items()}
+    for name, kind in kinds.items():
+        if kind is None:
+            raise TypeError(f"{name} must have a floating, complex or integer dtype, got {present[name].dtype}")
+    if "integral" in kinds.values() and "complex floating" in kinds.values():
+        # The standard defines no promotion between the two, and NumPy's (to complex128) would
+        # silently turn exact integer sums into rounded ones.
+        described = ", ".join(f"{name}: {present[name].dtype}" for name in kinds if kinds[name] != "real floating")
+        raise TypeError(f"integer and complex arrays do not mix ({described}); cast the integers to a complex dtype")
     dtype = xp.result_type(*present.values())
     if xp.isdtype(dtype, "integral"):
         if is_torch_namespace(xp) and getattr(first_device, "type", "cpu") != "cpu":
@@ -160,12 +168,15 @@ def prepare(**arrays: Array | None) -> tuple[Namespace, list[Array | None]]:
     return xp, [None if a is None else xp.astype(a, dtype, copy=False) for a in arrays.values()]
 
 
-def _real_numeric(xp: Namespace, dtype: Any) -> bool:
-    """Real floating or integer (bool, complex, object, str and datetime are not)."""
-    try:
-        return bool(xp.isdtype(dtype, ("real floating", "integral")))
-    except (TypeError, ValueError, AttributeError):  # dtypes outside the standard: object, str, datetime
-        return False
+def _numeric_kind(xp: Namespace, dtype: Any) -> str | None:
+    """``"real floating"``, ``"complex floating"`` or ``"integral"``; None for bool, object, str, datetime."""
+    for kind in ("real floating", "complex floating", "integral"):
+        try:
+            if xp.isdtype(dtype, kind):
+                return kind
+        except (TypeError, ValueError, AttributeError):  # dtypes outside the standard: object, str, datetime
+            return None
+    return None
 
 
 def spatial_dims(kernel_shape: Sequence[int], ndim: int | None, name: str = "kernel") -> int:

@@ -10,6 +10,8 @@
 - :func:`integer_accumulator`: the integer dtype sums of products are computed in (torch has no
   arithmetic on unsigned integers wider than 8 bits).
 - :func:`memory_limit`: how many bytes the arrays' device holds at most (the size guard's limit).
+- :func:`synchronize`, :func:`holds_data`: waiting for a GPU's queued work, and torch's ``"meta"``
+  tensors (no data), for autotuning's timings.
 
 Backends are recognised through ``array_api_compat``'s ``is_*_namespace`` helpers, which look at
 already-imported modules only; nothing here imports a library the caller did not.
@@ -34,11 +36,13 @@ from .typing import Array, Namespace
 
 __all__ = [
     "add_into",
+    "holds_data",
     "integer_accumulator",
     "itemsize",
     "memory_limit",
     "on_cpu",
     "set_into",
+    "synchronize",
     "tap_slices",
     "window_view",
 ]
@@ -131,6 +135,21 @@ def on_cpu(x: Array, xp: Namespace) -> bool:
     return True
 
 
+def holds_data(x: Array, xp: Namespace) -> bool:
+    """False for torch's ``"meta"`` tensors, which carry a shape and a device but no values."""
+    return not (is_torch_namespace(xp) and x.device.type == "meta")
+
+
+def synchronize(x: Array, xp: Namespace) -> None:
+    """Wait until the device of ``x`` has finished its queued work (GPUs run asynchronously)."""
+    if is_torch_namespace(xp) and x.device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(x.device)
+    elif is_cupy_namespace(xp):
+        x.device.synchronize()
+
+
 def set_into(buffer: Array, xp: Namespace, index: tuple, values: Array) -> Array:
     """``buffer[index] = values`` and return the buffer; ``buffer`` must be xpconv's own."""
     if is_jax_namespace(xp):
@@ -179,7 +198,9 @@ def itemsize(xp: Namespace, dtype: Any) -> int:
     """Bytes per element; also for bool and dtypes outside the standard (object, str), which the
     building blocks accept."""
     try:
-        if xp.isdtype(dtype, ("real floating", "complex floating")):
+        if xp.isdtype(dtype, "complex floating"):
+            return 2 * (xp.finfo(dtype).bits // 8)  # finfo describes the real and imaginary parts
+        if xp.isdtype(dtype, "real floating"):
             return xp.finfo(dtype).bits // 8
         if xp.isdtype(dtype, "integral"):
             return xp.iinfo(dtype).bits // 8

@@ -17,7 +17,7 @@ from ._backends import itemsize, memory_limit, set_into, window_view
 from ._geometry import check_fits, int_tuple, normalize_pads
 from .typing import Array, Namespace
 
-__all__ = ["dilate", "dilate_axes", "pad", "pad_or_crop", "rotate180", "windows"]
+__all__ = ["conjugate", "dilate", "dilate_axes", "pad", "pad_or_crop", "rotate180", "windows"]
 
 
 def check_result_size(shape: Sequence[int], x: Array, xp: Namespace, cause: str) -> None:
@@ -118,6 +118,13 @@ def pad_or_crop(x: Array, xp: Namespace, pads: Sequence[tuple[int, int]]) -> Arr
 def _zeros_along(x: Array, xp: Namespace, axis: int, size: int) -> Array:
     shape = (*x.shape[:axis], size, *x.shape[axis + 1 :])
     return xp.zeros(shape, dtype=x.dtype, device=device_of(x))
+
+
+def conjugate(a: Array, xp: Namespace) -> Array:
+    """``conj(a)`` for complex arrays; real ones pass through uncopied. The gradients of a complex
+    convolution follow torch autograd: ``dx`` correlates ``dz`` with the conjugated kernel and
+    ``dkernel`` with the conjugated input, which makes each the adjoint of the forward map."""
+    return xp.conj(a) if xp.isdtype(a.dtype, "complex floating") else a
 
 
 def rotate180(kernel: Array) -> Array:

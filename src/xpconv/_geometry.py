@@ -94,12 +94,16 @@ def resolve_padding(
     - ``"valid"``: no padding.
     - ``"same"``: the output has the input's spatial size for any stride. The total padding of an
       axis is ``(s - 1) * n + d * (k - 1) + 1 - s``; the smaller half goes before.
+    - ``"full"``: ``d * (k - 1)`` on both sides: every position where the kernel overlaps the input
+      gives an output (``scipy.signal``'s and sigpy's "full").
     - ``p`` (int): ``p`` on both sides of every axis.
     - ``(p_h, p_w, ...)``: ``p_h`` on both sides of the first axis, and so on (as torch).
     - ``((top, bottom), (left, right), ...)``: explicit; an axis may also be a single int.
 
     >>> resolve_padding("same", (5, 5), (3, 3), (2, 2), (1, 1))
     ((3, 3), (3, 3))
+    >>> resolve_padding("full", (5, 5), (3, 3), (1, 1), (1, 2))
+    ((2, 2), (4, 4))
     >>> resolve_padding((1, (0, 2)), (5, 5), (3, 3), (1, 1), (1, 1))
     ((1, 1), (0, 2))
     """
@@ -113,7 +117,9 @@ def resolve_padding(
                 total = (s - 1) * n + d * (k - 1) + 1 - s
                 pads.append((total // 2, total - total // 2))
             return tuple(pads)
-        raise ValueError(f"padding must be 'valid', 'same', an int or a sequence; got the word {padding!r}")
+        if padding == "full":
+            return tuple((d * (k - 1), d * (k - 1)) for k, d in zip(kernel_size, dilation))
+        raise ValueError(f"padding must be 'valid', 'same', 'full', an int or a sequence; got the word {padding!r}")
     if isinstance(padding, Sequence):
         if len(padding) != ndim:
             raise ValueError(f"padding must have one entry per spatial axis ({ndim}), got {len(padding)}: {padding!r}")

@@ -32,11 +32,14 @@ correlation there.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
+from ._autotune import autotuning, tuned
 from ._blocks import dilate_axes
 from ._contract import Windows, contract_weights, correlate, scatter_windows
 from ._dask import over_dask_chunks
+from ._fft import fft_forward, fft_input_grad, fft_weight_grad
 from ._geometry import ConvGeometry
 from ._winograd import Tiling, winograd_correlate, winograd_weight_grad
 from .typing import Array, Method, Namespace
@@ -95,6 +98,20 @@ def winograd_pays(geometry: ConvGeometry, grad: str) -> bool:
     return min(size) >= 16 or fewest >= 2 * WINOGRAD_MIN_CHANNELS
 
 
+def fft_obstacle(xp: Namespace, dtype: Any) -> str | None:
+    """Why ``method="fft"`` cannot compute this convolution, or None when it can."""
+    if not xp.isdtype(dtype, ("real floating", "complex floating")):
+        return f"the FFT rounds, and {dtype} results must be exact (integers never take it)"
+    if not hasattr(xp, "fft"):
+        return f"the array library has no fft extension ({getattr(xp, '__name__', xp)})"
+    return None
+
+
+def fft_pays(geometry: ConvGeometry, grad: str) -> bool:
+    """Whether ``"auto"`` takes the FFT for a pass (given that it applies). PLACEHOLDER, fitted below."""
+    return math.prod(geometry.kernel_size) >= 49
+
+
 def _forward_windows(geometry: ConvGeometry) -> Windows:
     """The windows of the forward correlation, as the column-matrix passes of ``_contract`` take them."""
     return Windows(geometry.stride, geometry.dilation, geometry.groups, geometry.output_size, geometry.pads)
@@ -105,13 +122,48 @@ def _tiling(geometry: ConvGeometry) -> Tiling:
     return Tiling(pads=geometry.pads, dilation=geometry.dilation, groups=geometry.groups, out=geometry.output_size)
 
 
-def _use_winograd(method: Method, geometry: ConvGeometry, xp: Namespace, dtype: Any, grad: str) -> bool:
-    if method not in ("auto", "winograd"):
-        return False
-    obstacle = winograd_obstacle(geometry, xp, dtype)
-    if method == "winograd" and obstacle:
-        raise ValueError(f"method='winograd' cannot compute this convolution: {obstacle}")
-    return obstacle is None and (method == "winograd" or winograd_pays(geometry, grad))
+def _obstacle(method: str, geometry: ConvGeometry, xp: Namespace, dtype: Any) -> str | None:
+    if method == "winograd":
+        return winograd_obstacle(geometry, xp, dtype)
+    if method == "fft":
+        return fft_obstacle(xp, dtype)
+    return None
+
+
+def _rule(grad: str, geometry: ConvGeometry, applicable: list[str]) -> str:
+    """``"auto"`` without autotuning: the rules measured on the project's CPU (see the module's docstring)."""
+    if "winograd" in applicable and winograd_pays(geometry, grad):
+        return "winograd"
+    if "fft" in applicable and fft_pays(geometry, grad):
+        return "fft"
+    if grad == "input":
+        stride_one = all(s == 1 for s in geometry.stride)
+        narrow = geometry.out_channels // geometry.groups <= geometry.in_channels // geometry.groups
+        return "dilate" if stride_one and narrow else "direct"
+    return "direct"
+
+
+def _run(
+    grad: str,
+    method: Method,
+    passes: dict[str, Callable[[], Array]],
+    geometry: ConvGeometry,
+    xp: Namespace,
+    like: Array,
+) -> Array:
+    """Compute a pass by ``method``, one of ``passes``' keys (the forward's "dilate" is its "direct"),
+    or a ``ValueError`` saying why it cannot; ``"auto"`` times the applicable ones when autotuning
+    (:mod:`xpconv._autotune`), else follows :func:`_rule`."""
+    if method != "auto":
+        name = method if method in passes else "direct"
+        obstacle = _obstacle(name, geometry, xp, like.dtype)
+        if obstacle:
+            raise ValueError(f"method={method!r} cannot compute this convolution: {obstacle}")
+        return passes[name]()
+    applicable = [name for name in passes if _obstacle(name, geometry, xp, like.dtype) is None]
+    if len(applicable) > 1 and autotuning(like, xp):
+        return tuned(grad, geometry, like, xp, {name: passes[name] for name in applicable})
+    return passes[_rule(grad, geometry, applicable)]()
 
 
 @over_dask_chunks(batch=("x",), shared=("kernel", "bias"))
@@ -125,11 +177,12 @@ def forward(
     method: Method = "auto",
 ) -> Array:
     """``z = correlate(pad(x), kernel) + bias``."""
-    if _use_winograd(method, geometry, xp, x.dtype, "forward"):
-        z = winograd_correlate(x, kernel, xp, _tiling(geometry), workspace)
-    else:
-        z = correlate(x, kernel, xp, _forward_windows(geometry), workspace)
-    return add_bias(z, bias, xp)
+    passes = {
+        "winograd": lambda: winograd_correlate(x, kernel, xp, _tiling(geometry), workspace),
+        "fft": lambda: fft_forward(x, kernel, xp, geometry, workspace),
+        "direct": lambda: correlate(x, kernel, xp, _forward_windows(geometry), workspace),
+    }
+    return add_bias(_run("forward", method, passes, geometry, xp, x), bias, xp)
 
 
 def add_bias(z: Array, bias: Array | None, xp: Namespace) -> Array:
@@ -145,26 +198,25 @@ def add_bias(z: Array, bias: Array | None, xp: Namespace) -> Array:
 def input_grad(
     dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, method: Method, workspace: int
 ) -> Array:
-    """dX, shape ``geometry.input_shape``."""
-    if _use_winograd(method, geometry, xp, dz.dtype, "input"):
-        return _input_grad_by_correlation(dz, kernel, xp, geometry, workspace, winograd=True)
-    stride_one = all(s == 1 for s in geometry.stride)
-    filters_per_group = geometry.out_channels // geometry.groups
-    narrow = filters_per_group <= geometry.in_channels // geometry.groups
-    if method == "dilate" or (method == "auto" and stride_one and narrow):
-        return _input_grad_by_correlation(dz, kernel, xp, geometry, workspace)
+    """dX, shape ``geometry.input_shape``; bilinear (the caller conjugates a complex kernel)."""
     crop = tuple(slice(before, before + n) for (before, _), n in zip(geometry.pads, geometry.input_size))
-    return scatter_windows(
-        dz,
-        kernel,
-        xp,
-        padded_size=geometry.padded_size,
-        stride=geometry.stride,
-        dilation=geometry.dilation,
-        groups=geometry.groups,
-        crop=crop,
-        workspace=workspace,
-    )
+    passes = {
+        "winograd": lambda: _input_grad_by_correlation(dz, kernel, xp, geometry, workspace, winograd=True),
+        "fft": lambda: fft_input_grad(dz, kernel, xp, geometry, workspace),
+        "dilate": lambda: _input_grad_by_correlation(dz, kernel, xp, geometry, workspace),
+        "direct": lambda: scatter_windows(
+            dz,
+            kernel,
+            xp,
+            padded_size=geometry.padded_size,
+            stride=geometry.stride,
+            dilation=geometry.dilation,
+            groups=geometry.groups,
+            crop=crop,
+            workspace=workspace,
+        ),
+    }
+    return _run("input", method, passes, geometry, xp, dz)
 
 
 def _input_grad_by_correlation(
@@ -199,13 +251,21 @@ def _input_grad_by_correlation(
 
 @over_dask_chunks(batch=("dz", "x"), combine="sum")
 def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, method: Method, workspace: int) -> Array:
-    """dK, shape ``geometry.kernel_shape``."""
-    if _use_winograd(method, geometry, xp, x.dtype, "weight"):
-        return winograd_weight_grad(dz, x, xp, _tiling(geometry), workspace)
-    if method != "dilate":
-        return contract_weights(dz, x, xp, _forward_windows(geometry), workspace, window=geometry.kernel_size)
-    # The tutorial's dK: windows of the size of the dilated dz, one per kernel tap (taps are
-    # `dilation` apart), correlated with the dilated dz. The `tail` rows never meet dz.
+    """dK, shape ``geometry.kernel_shape``; bilinear (the caller conjugates a complex input)."""
+    passes = {
+        "winograd": lambda: winograd_weight_grad(dz, x, xp, _tiling(geometry), workspace),
+        "fft": lambda: fft_weight_grad(dz, x, xp, geometry, workspace),
+        "dilate": lambda: _weight_grad_by_correlation(dz, x, xp, geometry, workspace),
+        "direct": lambda: contract_weights(
+            dz, x, xp, _forward_windows(geometry), workspace, window=geometry.kernel_size
+        ),
+    }
+    return _run("weight", method, passes, geometry, xp, x)
+
+
+def _weight_grad_by_correlation(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:
+    """The tutorial's dK: windows of the size of the dilated dz, one per kernel tap (taps are
+    `dilation` apart), correlated with the dilated dz. The `tail` rows never meet dz."""
     dilated = dilate_axes(dz, xp, geometry.stride)
     reached = tuple((before, after - tail) for (before, after), tail in zip(geometry.pads, geometry.tail))
     windows = Windows(geometry.dilation, (1,) * geometry.ndim, geometry.groups, geometry.kernel_size, reached)

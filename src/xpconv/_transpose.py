@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from . import _arguments, _gradients
-from ._blocks import pad_or_crop
+from ._blocks import conjugate, pad_or_crop
 from ._geometry import ConvGeometry, as_int, conv_geometry, int_tuple, resolve_padding
 from .typing import Array, IntOrTuple, TransposeBackwardOptions, TransposeOptions, Unpack
 
@@ -124,8 +124,8 @@ def _backward(
     _arguments.check_memory(geometry, xp, x, cause=_cause(options))
     workspace = options.workspace
     reached = dz[(..., *(slice(0, n) for n in geometry.input_size))] if any(appended) else dz
-    dx = _gradients.forward(reached, kernel, None, xp, geometry, workspace, options.method)
-    dkernel = _gradients.weight_grad(x, reached, xp, geometry, options.method, workspace)
+    dx = _gradients.forward(reached, conjugate(kernel, xp), None, xp, geometry, workspace, options.method)
+    dkernel = _gradients.weight_grad(conjugate(x, xp), reached, xp, geometry, options.method, workspace)
     dbias = _gradients.bias_grad(dz, xp, geometry, mode)
     return _arguments.to_layout(dx, xp, options.layout), dkernel, _arguments.bias_to_layout(dbias, xp, options)
 

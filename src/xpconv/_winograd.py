@@ -40,7 +40,7 @@ from fractions import Fraction
 from array_api_compat import device as device_of
 
 from ._backends import itemsize, window_view
-from ._blocks import pad_or_crop
+from ._blocks import conjugate, pad_or_crop
 from ._contract import over_batch
 from .typing import Array, Namespace
 
@@ -216,8 +216,8 @@ def winograd_weight_grad(dz: Array, x: Array, xp: Namespace, tiling: Tiling, wor
         full = xp.reshape(pad_or_crop(dz_part, xp, fill), (x_part.shape[0], filters, tiles[0], m, dh, tiles[1], m, dw))
         flat = xp.reshape(xp.permute_dims(full, (3, 6, 1, 0, 4, 7, 2, 5)), (m * m, -1))
         grads = xp.reshape(xp.matmul(forward_output, flat), (alpha * alpha, groups, filters // groups, -1))
-        if channels == groups:
-            return xp.vecdot(grads, v)[..., None]
+        if channels == groups:  # vecdot conjugates its first argument: conjugated twice, it is not
+            return xp.vecdot(conjugate(grads, xp), v)[..., None]
         return xp.matmul(grads, xp.matrix_transpose(v))
 
     # Each chunk adds an (a^2, F, C // groups) product: chunks whose tiles outweigh it keep that cheap.

@@ -1,0 +1,459 @@
+"""Convolution by the FFT (``method="fft"``): forward, dX and dK as products in the frequency domain.
+
+Every pass of a convolution is, per spatial axis, a circular convolution of length ``L`` (see
+:class:`FFTPlan`): the large operand (x or dz) goes through the array library's FFT, the channels
+are contracted by one batched matrix product per frequency (an elementwise product when each group
+has one input channel: depthwise), and the inverse FFT gives the result. The small operand (the
+kernel, and the kernel-sized dK) never goes through an FFT of size ``L``: its few taps are
+transformed by a product with a matrix of ``exp(-2 pi i f p / L)`` (a *pruned* DFT), which costs
+``k / log L`` of an FFT, places each tap at any position (so the kernel's rotation and dilation and
+the padding cost nothing), and lays the spectrum out frequency-major for the matrix products.
+
+- forward: ``z = conv(x, flip(dilate(kernel)))``, read every ``s``-th value from ``E - 1 - before``;
+- dX, the tutorial's: ``dz`` dilated by the stride (placed ``s`` apart in the zeros the transform
+  reads), convolved with the dilated kernel (correlating with the rotated kernel is convolving with
+  the kernel), read from ``before``;
+- dK: ``conv(dilate(dz), flip(x))`` summed over the batch, read at ``n - 1 + before - a * d`` for
+  each tap ``a``: the padded input correlated with the dilated dz.
+
+Real data takes ``rfftn``/``irfftn`` (half the last axis' frequencies), complex data
+``fftn``/``ifftn``. The passes are bilinear, as the other methods' are: the conjugations of the
+complex gradients are the caller's (``_gradients``). The cost hardly depends on the kernel size:
+this is the method for large kernels; integers never take it (its rounding would make them inexact).
+"""
+
+from __future__ import annotations
+
+import cmath
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from array_api_compat import device as device_of
+
+from ._backends import itemsize, set_into
+from ._contract import over_batch
+from ._geometry import ConvGeometry
+from .typing import Array, Namespace
+
+__all__ = ["FFTPlan", "fast_length", "fft_forward", "fft_input_grad", "fft_weight_grad"]
+
+# Transform lengths whose prime factors are these: pocketfft (NumPy), MKL and cuFFT are fastest there.
+FAST_FACTORS = (2, 3, 5, 7)
+# On the CPU, batch chunks of about this many bytes of spectra: the kernel's spectrum is read once per
+# chunk, so chunks much larger than the other methods' (measured on 2 cores: see fft_pays).
+CPU_CHUNK_BYTES = 32 * 2**20
+
+
+@functools.cache
+def fast_length(n: int) -> int:
+    """The smallest length ``>= n`` whose prime factors are 2, 3, 5 and 7.
+
+    >>> fast_length(61), fast_length(86), fast_length(157)
+    (63, 90, 160)
+    """
+    best = 1
+    while best < n:
+        best *= 2
+    for factor in FAST_FACTORS[1:]:
+        candidates = [best]
+        # every product of the smaller factors times powers of this one, each the least >= n
+        for length in _smooth_below(2 * n, FAST_FACTORS[: FAST_FACTORS.index(factor) + 1]):
+            if length >= n:
+                candidates.append(length)
+        best = min(candidates)
+    return best
+
+
+def _smooth_below(limit: int, factors: Sequence[int]) -> list[int]:
+    numbers = [1]
+    for factor in factors:
+        numbers = [m * factor**power for m in numbers for power in range(int(math.log(limit, factor)) + 1)]
+    return [m for m in numbers if m < limit]
+
+
+@dataclass(frozen=True)
+class FFTPlan:
+    """The transform lengths and read positions of the three passes of one convolution geometry.
+
+    Per axis, with input size ``n``, padding ``(before, after)``, ``tail`` (padded rows no window
+    reaches), dilated kernel extent ``E``, stride ``s`` and ``O`` outputs: every pass reads x at
+    padded positions ``[-before, n + after - tail)`` and ``O`` values ``s`` apart, so a circular
+    convolution of length ``L >= max(n + before, n + after - tail, (O - 1) * s + 1, E)`` wraps
+    nothing into what is read (the padding's zeros wrap onto zeros). ``L`` is rounded up to a fast
+    length; often it is below the padded size, because the padding need not be materialised.
+    """
+
+    geometry: ConvGeometry
+    lengths: tuple[int, ...]
+    real: bool
+
+    @classmethod
+    def of(cls, geometry: ConvGeometry, real: bool) -> FFTPlan:
+        lengths = []
+        for n, (before, after), tail, span, s, o in zip(
+            geometry.input_size, geometry.pads, geometry.tail, geometry.span, geometry.stride, geometry.output_size
+        ):
+            lengths.append(fast_length(max(n + before, n + after - tail, (o - 1) * s + 1, span, 1)))
+        return cls(geometry, tuple(lengths), real)
+
+    @property
+    def frequencies(self) -> tuple[int, ...]:
+        """Frequencies kept per axis: all of them, but half the last axis' (+1) for real data."""
+        if not self.real:
+            return self.lengths
+        return (*self.lengths[:-1], self.lengths[-1] // 2 + 1)
+
+    @property
+    def forward_start(self) -> tuple[int, ...]:
+        """Where the forward output starts in the circular result: ``E - 1 - before``, moved up to 0
+        (by placing the kernel later) where the padding before reaches further than the kernel."""
+        return tuple(max(0, span - 1 - before) for span, (before, _) in zip(self.geometry.span, self.geometry.pads))
+
+    def forward_taps(self) -> tuple[tuple[int, ...], ...]:
+        """Positions of the kernel's taps in the forward pass: flipped and dilated, so that the
+        output starts at :attr:`forward_start`: ``start + before - a * d``."""
+        g = self.geometry
+        return tuple(
+            tuple(start + before - a * d for a in range(k))
+            for start, (before, _), d, k in zip(self.forward_start, g.pads, g.dilation, g.kernel_size)
+        )
+
+    def input_grad_taps(self) -> tuple[tuple[int, ...], ...]:
+        """Positions of the kernel's taps in dX: dilated, not flipped."""
+        return tuple(tuple(a * d for a in range(k)) for d, k in zip(self.geometry.dilation, self.geometry.kernel_size))
+
+    def weight_grad_reads(self) -> tuple[tuple[int, ...], ...]:
+        """Where dK's taps are read in ``conv(dilate(dz), flip(x))``: ``n - 1 + before - a * d``."""
+        g = self.geometry
+        return tuple(
+            tuple(n - 1 + before - a * d for a in range(k))
+            for n, (before, _), d, k in zip(g.input_size, g.pads, g.dilation, g.kernel_size)
+        )
+
+    def spectrum_bytes(self, channels: int, xp: Namespace, dtype: object) -> int:
+        """Bytes of the spectra of ``channels`` planes (complex, of the data's precision)."""
+        complex_size = itemsize(xp, dtype) * (2 if self.real else 1)
+        return channels * math.prod(self.frequencies) * complex_size
+
+
+# --- transforms --------------------------------------------------------------------------------------
+
+
+def _spatial(ndim: int) -> tuple[int, ...]:
+    return tuple(range(-ndim, 0))
+
+
+# Both directions scale by 1 / sqrt(L): the convolution theorem then holds with the kernel's
+# unscaled spectrum (the factors meet in the inverse), and NumPy 2.4's pocketfft is 1.6-2.5x slower
+# on an unscaled transform (measured: float32 rfftn of 16x96x56x56 to 60x60, 58 ms unscaled, 36 ms
+# "ortho"; the complex fftn 105 ms against 43).
+NORM = "ortho"
+
+
+def spectrum(a: Array, xp: Namespace, plan: FFTPlan, *, step: Sequence[int] | None = None, flip: bool = False) -> Array:
+    """FFT (scaled by ``1 / sqrt(prod(L))``) of the trailing spatial axes of ``a``, placed in zeros
+    of the plan's lengths: ``step`` apart along each axis (``a`` dilated, as the tutorial's dz) and
+    reversed with ``flip``. One zero buffer and one copy: NumPy's own zero fill (``s=``) took 1.6x as
+    long (float32 8x32x64x64 to 70x70: 7.9 ms against 4.8 ms)."""
+    ndim = len(plan.lengths)
+    axes = _spatial(ndim)
+    step = step or (1,) * ndim
+    source = xp.flip(a, axis=axes) if flip else a
+    buffer = xp.zeros((*a.shape[: a.ndim - ndim], *plan.lengths), dtype=a.dtype, device=device_of(a))
+    placed = tuple(slice(0, (m - 1) * s + 1, s) for m, s in zip(a.shape[a.ndim - ndim :], step))
+    buffer = set_into(buffer, xp, (..., *placed), source)
+    if plan.real:
+        return xp.fft.rfftn(buffer, axes=axes, norm=NORM)
+    return xp.fft.fftn(buffer, axes=axes, norm=NORM)
+
+
+def inverse(spectra: Array, xp: Namespace, plan: FFTPlan) -> Array:
+    """The inverse of :func:`spectrum` (scaled by ``1 / sqrt(prod(L))``)."""
+    axes = _spatial(len(plan.lengths))
+    if plan.real:
+        return xp.fft.irfftn(spectra, s=plan.lengths, axes=axes, norm=NORM)
+    return xp.fft.ifftn(spectra, s=plan.lengths, axes=axes, norm=NORM)
+
+
+@functools.cache
+def _dft_values(length: int, frequencies: int, positions: tuple[int, ...], inverse: bool, half: bool) -> tuple:
+    """``exp(-2 pi i f p / L)`` for frequency rows ``f`` and position columns ``p``; for the inverse,
+    the transposed ``exp(+2 pi i f p / L)`` (positions as rows), with the weights of a half spectrum
+    when ``half`` (each frequency but 0 and ``L / 2`` stands for its conjugate too). Unscaled: the
+    spectra they meet are the product of two :func:`spectrum` s, scaled by ``1 / L`` together."""
+    if not inverse:
+        return tuple(
+            tuple(cmath.exp(-2j * math.pi * ((f * p) % length) / length) for p in positions) for f in range(frequencies)
+        )
+    weights = [1.0 if not half or f == 0 or 2 * f == length else 2.0 for f in range(frequencies)]
+    return tuple(
+        tuple(weights[f] * cmath.exp(2j * math.pi * ((f * p) % length) / length) for f in range(frequencies))
+        for p in positions
+    )
+
+
+def _complex_dtype(xp: Namespace, dtype: object) -> object:
+    if xp.isdtype(dtype, "complex floating"):
+        return dtype
+    return xp.complex64 if dtype == xp.float32 else xp.complex128
+
+
+def _along_axis(a: Array, xp: Namespace, matrix: Array, axis: int) -> Array:
+    """``matrix @ a`` along ``axis`` of ``a``: a batched matrix product on a reshape, no transpose."""
+    before, size, after = math.prod(a.shape[:axis]), a.shape[axis], math.prod(a.shape[axis + 1 :])
+    product = xp.matmul(matrix, xp.reshape(a, (before, size, after)))
+    return xp.reshape(product, (*a.shape[:axis], matrix.shape[0], *a.shape[axis + 1 :]))
+
+
+def tap_spectrum(
+    taps: Array,
+    xp: Namespace,
+    plan: FFTPlan,
+    positions: Sequence[Sequence[int]],
+    *,
+    first: int,
+    rows: slice | None = None,
+) -> Array:
+    """The spectrum of a few taps placed at ``positions`` (per axis) in arrays of the plan's lengths,
+    by one matrix product per axis (a pruned DFT): the tap axes of ``taps``, from axis ``first`` on,
+    become frequency axes. ``rows`` keeps a block of the first axis' frequencies only."""
+    ndim = len(plan.lengths)
+    dtype = _complex_dtype(xp, taps.dtype)
+    result = xp.astype(taps, dtype)
+    for axis in reversed(range(ndim)):  # the arrays grow from k to L per axis: the small ones first
+        half = plan.real and axis == ndim - 1
+        values = _dft_values(plan.lengths[axis], plan.frequencies[axis], tuple(positions[axis]), False, half)
+        matrix = xp.asarray(values, dtype=dtype, device=device_of(taps))
+        if axis == 0 and rows is not None:
+            matrix = matrix[rows, :]
+        result = _along_axis(result, xp, matrix, first + axis)
+    return result
+
+
+def read_taps(
+    spectra: Array,
+    xp: Namespace,
+    plan: FFTPlan,
+    positions: Sequence[Sequence[int]],
+    *,
+    first: int,
+    rows: slice | None = None,
+) -> Array:
+    """The inverse of :func:`tap_spectrum`: the values at ``positions`` (per axis) of the inverse
+    transform of ``spectra``, whose frequency axes start at axis ``first``; real for real plans.
+    With ``rows``, the spectra hold that block of the first axis' frequencies only, and the result
+    is its share."""
+    ndim = len(plan.lengths)
+    result = spectra
+    for axis in range(ndim):  # the arrays shrink from L to k per axis: the large ones first
+        half = plan.real and axis == ndim - 1
+        values = _dft_values(plan.lengths[axis], plan.frequencies[axis], tuple(positions[axis]), True, half)
+        matrix = xp.asarray(values, dtype=spectra.dtype, device=device_of(spectra))
+        if axis == 0 and rows is not None:
+            matrix = matrix[:, rows]
+        result = _along_axis(result, xp, matrix, first + axis)
+    return xp.real(result) if plan.real else result
+
+
+# --- the three passes --------------------------------------------------------------------------------
+
+
+def _frequency_blocks(plan: FFTPlan, kernel_bytes: int, workspace: int) -> list[slice]:
+    """Blocks of the first axis' frequencies whose share of the kernel's spectrum fits the workspace."""
+    first = plan.frequencies[0]
+    count = min(first, max(1, -(-kernel_bytes // workspace)))
+    size = -(-first // count)
+    return [slice(start, min(start + size, first)) for start in range(0, first, size)]
+
+
+def _per_frequency(
+    kernel: Array,
+    xp: Namespace,
+    plan: FFTPlan,
+    positions: Sequence[Sequence[int]],
+    *,
+    inner: int,
+    outer: int,
+    workspace: int,
+) -> Callable[[Array], Array]:
+    """``spectra (*freq, g, n, inner) -> (*freq, g, n, outer)``: the product with the kernel's spectrum,
+    ``kernel`` laid out ``(*k, g, inner, outer)``. The kernel's spectrum is made once when it fits the
+    workspace, else per block of frequencies (and per call)."""
+    groups = kernel.shape[plan.geometry.ndim]
+    kernel_bytes = plan.spectrum_bytes(groups * inner * outer, xp, kernel.dtype)
+    blocks = _frequency_blocks(plan, kernel_bytes, workspace)
+    if len(blocks) == 1:
+        whole = tap_spectrum(kernel, xp, plan, positions, first=0)
+        return lambda spectra: xp.matmul(spectra, whole)
+
+    def blockwise(spectra: Array) -> Array:
+        result = xp.empty((*spectra.shape[:-1], outer), dtype=spectra.dtype, device=device_of(spectra))
+        for rows in blocks:
+            block = tap_spectrum(kernel, xp, plan, positions, first=0, rows=rows)
+            result = set_into(result, xp, (rows, ...), xp.matmul(spectra[rows, ...], block))
+        return result
+
+    return blockwise
+
+
+def _to_frequency_major(spectra: Array, xp: Namespace, groups: int) -> Array:
+    """``(n, C, *freq)`` -> ``(*freq, groups, n, C // groups)``, the layout of the per-frequency
+    products, copied in that order: NumPy's matmul falls back to a slow loop on stacked matrices
+    with no unit stride (the reshape to one axis is the standard's way to such a copy)."""
+    n, channels, *frequencies = spectra.shape
+    ndim = len(frequencies)
+    grouped = xp.reshape(spectra, (n, groups, channels // groups, *frequencies))
+    moved = xp.permute_dims(grouped, (*range(3, 3 + ndim), 1, 0, 2))
+    return xp.reshape(xp.reshape(moved, (-1,)), moved.shape)
+
+
+def _to_channels_first(spectra: Array, xp: Namespace) -> Array:
+    """``(*freq, groups, n, C // groups)`` -> ``(n, C, *freq)``."""
+    ndim = spectra.ndim - 3
+    groups, n, per_group = spectra.shape[ndim:]
+    moved = xp.permute_dims(spectra, (ndim + 1, ndim, ndim + 2, *range(ndim)))
+    return xp.reshape(moved, (n, groups * per_group, *spectra.shape[:ndim]))
+
+
+def _kernel_by_group(kernel: Array, xp: Namespace, geometry: ConvGeometry, *, swap: bool) -> Array:
+    """The kernel ``(F, C // g, *k)`` as ``(*k, g, C // g, F // g)``, or with ``swap`` ``(*k, g, F // g, C // g)``."""
+    groups, ndim = geometry.groups, geometry.ndim
+    filters, per_group = kernel.shape[0], kernel.shape[1]
+    grouped = xp.reshape(kernel, (groups, filters // groups, per_group, *geometry.kernel_size))
+    order = (0, 1, 2) if swap else (0, 2, 1)
+    return xp.permute_dims(grouped, (*range(3, 3 + ndim), *order))
+
+
+def _elementwise(geometry: ConvGeometry) -> bool:
+    """One input channel per group (depthwise): the per-frequency products are elementwise."""
+    return geometry.in_channels == geometry.groups
+
+
+def _cpu_budget(workspace: int) -> int:
+    return min(workspace, CPU_CHUNK_BYTES)
+
+
+def fft_forward(x: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:
+    """``z`` ``(N, F, *out)`` of the convolution of ``x`` ``(N, C, *n)`` with ``kernel``, by the FFT."""
+    plan = FFTPlan.of(geometry, xp.isdtype(x.dtype, "real floating"))
+    groups, filters = geometry.groups, geometry.out_channels
+    if math.prod(geometry.output_size) == 0 or x.shape[0] == 0:
+        return xp.zeros((x.shape[0], *geometry.output_shape[1:]), dtype=x.dtype, device=device_of(x))
+    reads = tuple(
+        slice(start, start + (o - 1) * s + 1, s)
+        for start, o, s in zip(plan.forward_start, geometry.output_size, geometry.stride)
+    )
+    if _elementwise(geometry):
+        # (F, *k) -> (g, F // g, *freq): each filter multiplies its group's one channel
+        flat = xp.reshape(kernel, (groups, filters // groups, *geometry.kernel_size))
+        weights = tap_spectrum(flat, xp, plan, plan.forward_taps(), first=2)
+
+        def product(spectra: Array) -> Array:
+            z = spectra[:, :, None, ...] * weights
+            return xp.reshape(z, (spectra.shape[0], filters, *z.shape[3:]))
+    else:
+        by_frequency = _per_frequency(
+            _kernel_by_group(kernel, xp, geometry, swap=False),
+            xp,
+            plan,
+            plan.forward_taps(),
+            inner=geometry.in_channels // groups,
+            outer=filters // groups,
+            workspace=workspace,
+        )
+
+        def product(spectra: Array) -> Array:
+            return _to_channels_first(by_frequency(_to_frequency_major(spectra, xp, groups)), xp)
+
+    def chunk(x_part: Array) -> Array:
+        y = inverse(product(spectrum(x_part, xp, plan)), xp, plan)
+        return y[(..., *reads)]
+
+    sample_bytes = plan.spectrum_bytes(geometry.in_channels + 2 * filters, xp, x.dtype)
+    return over_batch(chunk, [x], xp, sample_bytes=sample_bytes, workspace=workspace, cpu_budget=_cpu_budget(workspace))
+
+
+def fft_input_grad(dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:
+    """dX ``(N, C, *n)`` by the tutorial's method: ``dz`` dilated by the stride and convolved with the
+    dilated kernel (the correlation with the rotated kernel), by the FFT; bilinear in ``dz`` and ``kernel``."""
+    plan = FFTPlan.of(geometry, xp.isdtype(dz.dtype, "real floating"))
+    groups, channels = geometry.groups, geometry.in_channels
+    if dz.shape[0] == 0 or math.prod(geometry.output_size) == 0:
+        return xp.zeros((dz.shape[0], *geometry.input_shape[1:]), dtype=dz.dtype, device=device_of(dz))
+    reads = tuple(slice(before, before + n) for (before, _), n in zip(geometry.pads, geometry.input_size))
+    if _elementwise(geometry):
+        multiplier = geometry.out_channels // groups
+        flat = xp.reshape(kernel, (groups, multiplier, *geometry.kernel_size))
+        weights = tap_spectrum(flat, xp, plan, plan.input_grad_taps(), first=2)
+
+        def product(spectra: Array) -> Array:
+            grouped = xp.reshape(spectra, (spectra.shape[0], groups, multiplier, *spectra.shape[2:]))
+            return xp.sum(grouped * weights, axis=2)
+    else:
+        by_frequency = _per_frequency(
+            _kernel_by_group(kernel, xp, geometry, swap=True),
+            xp,
+            plan,
+            plan.input_grad_taps(),
+            inner=geometry.out_channels // groups,
+            outer=channels // groups,
+            workspace=workspace,
+        )
+
+        def product(spectra: Array) -> Array:
+            return _to_channels_first(by_frequency(_to_frequency_major(spectra, xp, groups)), xp)
+
+    def chunk(dz_part: Array) -> Array:
+        y = inverse(product(spectrum(dz_part, xp, plan, step=geometry.stride)), xp, plan)
+        return y[(..., *reads)]
+
+    sample_bytes = plan.spectrum_bytes(2 * channels + geometry.out_channels, xp, dz.dtype)
+    return over_batch(
+        chunk, [dz], xp, sample_bytes=sample_bytes, workspace=workspace, cpu_budget=_cpu_budget(workspace)
+    )
+
+
+def fft_weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:
+    """dK ``(F, C // g, *k)``: ``sum_n conv(dilate(dz), flip(x))`` read at each tap, by the FFT; bilinear."""
+    plan = FFTPlan.of(geometry, xp.isdtype(x.dtype, "real floating"))
+    groups, filters, channels, ndim = geometry.groups, geometry.out_channels, geometry.in_channels, geometry.ndim
+    per_group = channels // groups
+    kernel_shape = geometry.kernel_shape
+    if x.shape[0] == 0 or math.prod(geometry.output_size) == 0:
+        return xp.zeros(kernel_shape, dtype=x.dtype, device=device_of(x))
+    reads = plan.weight_grad_reads()
+    blocks = _frequency_blocks(plan, plan.spectrum_bytes(filters * per_group, xp, x.dtype), workspace)
+
+    def chunk(dz_part: Array, x_part: Array) -> Array:
+        grads = spectrum(dz_part, xp, plan, step=geometry.stride)
+        inputs = spectrum(x_part, xp, plan, flip=True)
+        if _elementwise(geometry):
+            multiplier = filters // groups
+            grouped = xp.reshape(grads, (grads.shape[0], groups, multiplier, *grads.shape[2:]))
+            summed = xp.sum(grouped * inputs[:, :, None, ...], axis=0)  # (g, F // g, *freq)
+            taps = read_taps(summed, xp, plan, reads, first=2)
+            return xp.reshape(taps, kernel_shape)
+        # (*freq, g, F // g, n) @ (*freq, g, n, C // g), summed block by block into the taps
+        grads_t = xp.matrix_transpose(_to_frequency_major(grads, xp, groups))
+        inputs_t = _to_frequency_major(inputs, xp, groups)
+        taps = None
+        for rows in blocks:
+            products = xp.matmul(grads_t[rows, ...], inputs_t[rows, ...])
+            share = read_taps(products, xp, plan, reads, first=0, rows=None if len(blocks) == 1 else rows)
+            taps = share if taps is None else taps + share
+        # (*k, g, F // g, C // g) -> (F, C // g, *k)
+        moved = xp.permute_dims(taps, (ndim, ndim + 1, ndim + 2, *range(ndim)))
+        return xp.reshape(moved, kernel_shape)
+
+    sample_bytes = plan.spectrum_bytes(channels + filters, xp, x.dtype)
+    return over_batch(
+        chunk,
+        [dz, x],
+        xp,
+        sample_bytes=sample_bytes,
+        workspace=workspace,
+        combine="sum",
+        cpu_budget=_cpu_budget(workspace),
+    )
