@@ -15,7 +15,7 @@ from array_api_compat import array_namespace, is_cupy_array, is_dask_namespace, 
 from array_api_compat import device as device_of
 from hypothesis import strategies as st
 
-METHODS = ("auto", "direct", "dilate", "winograd")
+METHODS = ("auto", "direct", "dilate", "winograd", "fft")
 NUMPY = array_namespace(np.empty(0))
 """The namespace of NumPy arrays, for ``assert_close(..., xp=NUMPY)``."""
 
@@ -58,11 +58,15 @@ def assert_close(
     scale: float | None = None,
     exact: bool = False,
     what: str = "",
+    floor: float = 0.0,
 ) -> None:
     """``actual`` is an array of the library ``xp``, on its default device, of ``dtype`` (default:
     the desired values' dtype) and of the desired shape; then its values are within ``tol`` of
-    ``desired``, relative to the largest desired value (or to ``scale``, for sums that may cancel),
-    or equal where ``exact``."""
+    ``desired``, relative to the largest desired value (or to ``scale``, for sums that may cancel;
+    never to less than ``floor``), or equal where ``exact``.
+
+    ``floor``: the size of one term of the sums, where a result may be exactly 0 (no kernel tap
+    reaches it) and a method that rounds every output alike (the FFT) gives rounding noise there."""
     label = f"{what}: " if what else ""
     assert array_namespace(actual) is xp, f"{label}the result is a {type(actual)}, not an array of {xp.__name__}"
     expected_device = device_of(xp.zeros(()))
@@ -75,9 +79,18 @@ def assert_close(
     if exact:
         np.testing.assert_array_equal(values, desired, err_msg=what)
         return
-    scale = max(scale or float(np.max(np.abs(desired), initial=0.0)), 1e-300)
-    error = float(np.max(np.abs(values.astype(np.float64) - desired), initial=0.0)) / scale
+    scale = max(scale or float(np.max(np.abs(desired), initial=0.0)), floor, 1e-300)
+    wide = np.complex128 if np.iscomplexobj(values) else np.float64
+    error = float(np.max(np.abs(values.astype(wide) - desired), initial=0.0)) / scale
     assert error <= tol, f"{label}relative error {error:.3g} > {tol:g}"
+
+
+def draw(rng: np.random.Generator, shape, dtype: str = "float64") -> np.ndarray:
+    """Standard normal values of ``dtype``; complex ones get an independent imaginary part."""
+    values = rng.standard_normal(shape)
+    if "complex" in dtype:
+        values = values + 1j * rng.standard_normal(shape)
+    return values.astype(dtype)
 
 
 # --- independent references: torch autograd in float64, the padding forms spelled out by hand ---
@@ -94,6 +107,8 @@ def explicit_pads(padding, input_size, kernel_size, stride, dilation) -> tuple[t
             total = (s - 1) * n + d * (k - 1) + 1 - s  # the issue's definition
             pads.append((total // 2, total - total // 2))
         return tuple(pads)
+    if padding == "full":  # every overlap of kernel and input
+        return tuple((d * (k - 1), d * (k - 1)) for k, d in zip(kernel_size, dilation))
     if isinstance(padding, int):
         return ((padding, padding),) * ndim
     return tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
@@ -123,12 +138,13 @@ def torch_reference(x, kernel, dz, *, stride, pads, dilation, groups) -> Gradien
     import torch.nn.functional as F
 
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[kernel.ndim - 2]
-    xt, kt = _leaf(x), _leaf(kernel)
-    tied = _leaf(np.zeros(kernel.shape[0]))
+    dtype = _reference_dtype(x, kernel, dz)
+    xt, kt = _leaf(x, dtype), _leaf(kernel, dtype)
+    tied = _leaf(np.zeros(kernel.shape[0]), dtype)
     z = conv(F.pad(xt, _torch_pad(pads)), kt, tied, stride=stride, dilation=dilation, groups=groups)
-    untied = _leaf(np.zeros(z.shape[1:]))
+    untied = _leaf(np.zeros(z.shape[1:]), dtype)
     z = z + untied
-    z.backward(torch.tensor(np.asarray(dz, dtype=np.float64)))
+    z.backward(torch.tensor(np.asarray(dz, dtype=dtype)))
     return Gradients(z.detach().numpy(), xt.grad.numpy(), kt.grad.numpy(), tied.grad.numpy(), untied.grad.numpy())
 
 
@@ -138,14 +154,15 @@ def torch_transpose_reference(x, kernel, dz, *, stride, padding, output_padding,
     import torch.nn.functional as F
 
     conv_transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[kernel.ndim - 2]
-    xt, kt = _leaf(x), _leaf(kernel)
-    tied = _leaf(np.zeros(kernel.shape[1] * groups))
+    dtype = _reference_dtype(x, kernel, dz)
+    xt, kt = _leaf(x, dtype), _leaf(kernel, dtype)
+    tied = _leaf(np.zeros(kernel.shape[1] * groups), dtype)
     z = conv_transpose(
         xt, kt, tied, stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation
     )
-    untied = _leaf(np.zeros(z.shape[1:]))
+    untied = _leaf(np.zeros(z.shape[1:]), dtype)
     z = z + untied
-    z.backward(torch.tensor(np.asarray(dz, dtype=np.float64)))
+    z.backward(torch.tensor(np.asarray(dz, dtype=dtype)))
     return Gradients(z.detach().numpy(), xt.grad.numpy(), kt.grad.numpy(), tied.grad.numpy(), untied.grad.numpy())
 
 
@@ -158,10 +175,16 @@ def torch_transpose_output_shape(x_shape, kernel_shape, **params) -> tuple[int, 
         return tuple(conv_transpose(torch.zeros(x_shape), torch.zeros(kernel_shape), **params).shape)
 
 
-def _leaf(a):
+def _reference_dtype(*arrays) -> type:
+    """complex128 when any input is complex (torch autograd then gives the conjugate-Wirtinger
+    gradients xpconv follows), else float64."""
+    return np.complex128 if any(np.iscomplexobj(a) for a in arrays) else np.float64
+
+
+def _leaf(a, dtype=np.float64):
     import torch
 
-    return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True)
+    return torch.tensor(np.asarray(a, dtype=dtype), requires_grad=True)
 
 
 WINOGRAD_REFUSAL = r"method='winograd' cannot compute this convolution"
@@ -170,7 +193,11 @@ WINOGRAD_REFUSAL = r"method='winograd' cannot compute this convolution"
 def winograd_applies(kernel_size, stride, dtype="float64") -> bool:
     """Where method='winograd' must compute (2-D, 3x3, stride 1, floating point); elsewhere it must refuse."""
     strides = (stride,) * len(kernel_size) if isinstance(stride, int) else tuple(stride)
-    return tuple(kernel_size) == (3, 3) and all(s == 1 for s in strides) and "float" in str(dtype)
+    return (
+        tuple(kernel_size) == (3, 3)
+        and all(s == 1 for s in strides)
+        and ("float" in str(dtype) or "complex" in str(dtype))
+    )
 
 
 # --- drawn geometries, shared by several test files ---
@@ -191,7 +218,7 @@ def geometries(draw, kernel_size=None, stride=None):
     dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     padding = draw(
         st.one_of(
-            st.sampled_from(["valid", "same"]),
+            st.sampled_from(["valid", "same", "full"]),
             st.integers(0, 3),
             st.tuples(st.integers(0, 3), st.integers(0, 3)),
             st.tuples(*[st.tuples(st.integers(0, 3), st.integers(0, 3))] * 2),

@@ -30,7 +30,7 @@ def chunked(a: np.ndarray, rows: int = 3):
 def every_pass(x, kernel, bias, dz, t_x, t_kernel, t_dz):
     """Each public entry point once; on Dask inputs every result must be a lazy Dask array."""
     results = {"conv2d": xpconv.conv2d(x, kernel, bias, **PARAMS)}
-    for method in ("auto", "direct", "dilate"):
+    for method in ("auto", "direct", "dilate", "fft"):
         dx, dk, db = xpconv.conv2d_backward(dz, x, kernel, method=method, **PARAMS)
         results |= {f"dx {method}": dx, f"dkernel {method}": dk, f"dbias {method}": db}
     results["dbias untied"] = xpconv.conv2d_backward(dz, x, kernel, bias="untied", **PARAMS)[2]
@@ -75,6 +75,22 @@ def test_every_pass_is_lazy_and_correct(expected) -> None:
     computed = dask.compute(results, scheduler="threads")[0]
     for name, value in computed.items():
         assert_close(value, expected[name], xp=NUMPY, what=name)  # each chunk ran on NumPy
+
+
+def test_complex_passes_by_fft_are_lazy_and_correct() -> None:
+    """Complex data through the FFT, per batch chunk: the same numbers as NumPy's whole batch."""
+    rng = np.random.default_rng(7)
+    x, kernel = X + 1j * rng.standard_normal(X.shape), KERNEL - 1j * rng.standard_normal(KERNEL.shape)
+    dz = DZ + 1j * rng.standard_normal(DZ.shape)
+    expected = [xpconv.conv2d(x, kernel, **PARAMS), *xpconv.conv2d_backward(dz, x, kernel, **PARAMS)]
+    with dask.config.set(scheduler=refuse_to_compute):
+        lazy = [
+            xpconv.conv2d(chunked(x), da.from_array(kernel), method="fft", **PARAMS),
+            *xpconv.conv2d_backward(chunked(dz), chunked(x), da.from_array(kernel), method="fft", **PARAMS),
+        ]
+    assert all(isinstance(value, da.Array) for value in lazy)
+    for got, want, name in zip(dask.compute(lazy, scheduler="threads")[0], expected, ("z", "dx", "dk", "db")):
+        assert_close(got, want, xp=NUMPY, what=name)
 
 
 def test_on_a_local_cluster_of_two_processes(expected) -> None:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 from array_api_compat import array_namespace
-from helpers import asarray, assert_close, to_numpy
+from helpers import asarray, assert_close, draw, to_numpy
 
 import xpconv
 
@@ -69,10 +69,10 @@ IDS = [f"{ours.__name__}-{i}" for i, (ours, *_) in enumerate(LAYERS)]
 TOL = 1e-10
 
 
-def pair(ours_type, theirs_type, arguments, xp, seed=0):
-    """An xpconv layer in float64 and the torch.nn layer holding the same weights."""
-    ours = ours_type(**arguments, xp=xp, dtype=xp.float64, seed=seed)
-    theirs = theirs_type(**arguments, dtype=torch.float64)
+def pair(ours_type, theirs_type, arguments, xp, seed=0, dtype="float64"):
+    """An xpconv layer in float64 (or complex128) and the torch.nn layer holding the same weights."""
+    ours = ours_type(**arguments, xp=xp, dtype=getattr(xp, dtype), seed=seed)
+    theirs = theirs_type(**arguments, dtype=getattr(torch, dtype))
     with torch.no_grad():
         theirs.weight.copy_(torch.from_numpy(to_numpy(ours.weight)))
         if ours.bias is not None:
@@ -80,14 +80,15 @@ def pair(ours_type, theirs_type, arguments, xp, seed=0):
     return ours, theirs
 
 
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
 @pytest.mark.parametrize(("ours_type", "theirs_type", "arguments", "size"), LAYERS, ids=IDS)
-def test_forward_and_gradients_match_torch_nn(eager_xp, ours_type, theirs_type, arguments, size) -> None:
-    ours, theirs = pair(ours_type, theirs_type, arguments, eager_xp)
+def test_forward_and_gradients_match_torch_nn(eager_xp, ours_type, theirs_type, arguments, size, dtype) -> None:
+    ours, theirs = pair(ours_type, theirs_type, arguments, eager_xp, dtype=dtype)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, arguments["in_channels"], *size))
+    x = draw(rng, (2, arguments["in_channels"], *size), dtype)
     xt = torch.tensor(x, requires_grad=True)
     zt = theirs(xt)
-    dz = rng.standard_normal(tuple(zt.shape))
+    dz = draw(rng, tuple(zt.shape), dtype)
     zt.backward(torch.from_numpy(dz))
 
     z = ours.forward(asarray(x, eager_xp))
@@ -137,6 +138,18 @@ def test_initial_bounds_are_torch_nns(ours_type, theirs_type, arguments, size) -
     assert float(theirs.weight.detach().abs().max()) <= bound  # the same bound, from torch's own initialisation
     if ours.bias is not None:
         assert float(np.max(np.abs(ours.bias))) <= bound and ours.bias.shape == tuple(theirs.bias.shape)
+
+
+def test_complex_layers_draw_both_parts_within_torch_nns_bounds() -> None:
+    layer = xpconv.Conv2d(4, 6, 3, dtype=np.complex64, seed=0)
+    bound = 1 / math.sqrt(4 * 9)
+    assert layer.weight.dtype == np.complex64 and layer.bias is not None
+    for values in (layer.weight, layer.bias):
+        for part in (values.real, values.imag):
+            assert 0 < float(np.max(np.abs(part))) <= bound  # both parts drawn, not one left at 0
+    assert float(np.max(np.abs(layer.weight.imag))) > 0.9 * bound  # 216 draws spread over the bound
+    theirs = torch.nn.Conv2d(4, 6, 3, dtype=torch.complex64)
+    assert float(theirs.weight.detach().imag.abs().max()) <= bound  # torch draws the parts alike
 
 
 def test_layers_refuse_bad_arguments() -> None:

@@ -70,7 +70,7 @@ def winograd_obstacle(geometry: ConvGeometry, xp: Namespace, dtype: Any) -> str 
         return f"it needs a 3x3 kernel, got {geometry.kernel_size[0]}x{geometry.kernel_size[1]}"
     if geometry.stride != (1, 1):
         return f"it needs stride 1, got stride {geometry.stride}"
-    if not xp.isdtype(dtype, "real floating"):
+    if not xp.isdtype(dtype, ("real floating", "complex floating")):
         return "its transforms are fractional and would make integer results inexact"
     return None
 

@@ -2,8 +2,9 @@
 ``ConvTranspose1d``, ``ConvTranspose2d``, ``ConvTranspose3d``.
 
 They take the constructor keywords of their ``torch.nn`` namesakes and start from the same
-distribution: weight and bias uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``, with ``fan_in`` the
-weight's ``shape[1] * prod(kernel_size)`` as torch computes it (``in_channels // groups * k`` for a
+distribution: weight and bias uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` (with a complex
+``dtype``, their real and imaginary parts each), with ``fan_in`` the weight's
+``shape[1] * prod(kernel_size)`` as torch computes it (``in_channels // groups * k`` for a
 convolution, ``out_channels // groups * k`` for a transposed one). The numbers are drawn with NumPy
 from ``seed``, so every array library starts from the same weights.
 """
@@ -91,10 +92,16 @@ class _Layer:
         rng = np.random.default_rng(seed)
         bound = 1 / math.sqrt(shape[1] * math.prod(kernel))
         dtype = self.xp.float32 if dtype is None else dtype
-        self.weight = self.xp.asarray(rng.uniform(-bound, bound, (*shape, *kernel)), dtype=dtype, device=device)
-        self.bias = (
-            self.xp.asarray(rng.uniform(-bound, bound, out_channels), dtype=dtype, device=device) if bias else None
-        )
+        complex_parameters = self.xp.isdtype(dtype, "complex floating")
+
+        def uniform(size: tuple[int, ...]) -> Array:
+            values = rng.uniform(-bound, bound, size)
+            if complex_parameters:  # as torch.nn: the real and the imaginary part each in the bounds
+                values = values + 1j * rng.uniform(-bound, bound, size)
+            return self.xp.asarray(values, dtype=dtype, device=device)
+
+        self.weight = uniform((*shape, *kernel))
+        self.bias = uniform((out_channels,)) if bias else None
         self.grad_weight = self.grad_bias = None
         self._input: Array | None = None
 
@@ -155,10 +162,11 @@ class Conv2d(_Convolution):
     """A 2-D convolution layer with explicit ``forward`` and ``backward``, on any array library.
 
     The arguments are ``torch.nn.Conv2d``'s (``padding`` also takes ``"same"`` and per-side pairs),
-    plus ``method`` (``"auto"``, ``"winograd"``, ``"direct"``, ``"dilate"``) and where the
+    plus ``method`` (``"auto"``, ``"winograd"``, ``"fft"``, ``"direct"``, ``"dilate"``) and where the
     parameters live: ``xp`` (an array library or namespace; NumPy by default), ``device``, ``dtype``
-    (float32 by default) and ``seed``. ``weight`` ``(out_channels, in_channels // groups, kh, kw)``
-    and ``bias`` ``(out_channels,)`` (or None) are plain arrays and may be reassigned.
+    (float32 by default; complex64 and complex128 too) and ``seed``. ``weight``
+    ``(out_channels, in_channels // groups, kh, kw)`` and ``bias`` ``(out_channels,)`` (or None) are
+    plain arrays and may be reassigned.
     ``forward(x)`` returns ``z`` and keeps ``x``; ``backward(dz)`` returns ``dx`` and stores
     ``grad_weight`` and ``grad_bias``.
 
