@@ -7,12 +7,14 @@ at once. The first call therefore costs a few times a normal one. The rule ``"au
 otherwise was fitted on one CPU: on another machine, and above all on a GPU, timing is the way to
 choose.
 
-Arrays that cannot be timed are left to the rule: lazy ones (Dask, JAX, traced or not) and torch's
-``"meta"`` tensors, which hold no data.
+Arrays that cannot be timed are left to the rule: lazy ones (JAX's, traced or not, and Dask arrays
+as a whole: their chunks are NumPy or CuPy arrays, tuned where they are computed), torch's ``"meta"``
+tensors, which hold no data, and empty arrays.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -67,7 +69,7 @@ def tuned_methods() -> dict[str, str]:
 
 def autotuning(like: Array, xp: Namespace) -> bool:
     """Whether this call is tuned: autotuning is on and ``like`` holds data that can be timed."""
-    return autotune() and not is_lazy_array(like) and holds_data(like, xp)
+    return autotune() and not is_lazy_array(like) and holds_data(like, xp) and math.prod(like.shape) > 0
 
 
 def tuned(
@@ -76,7 +78,8 @@ def tuned(
     """The pass by the method chosen for its kind, timing ``passes`` (name: computation) the first time:
     each twice, the second run timed. The first call returns the fastest method's result (every
     method computes the same numbers). Tuning holds a lock, so that threads never time side by side."""
-    key = (grad, geometry, str(like.dtype), getattr(xp, "__name__", str(xp)), str(device_of(like)))
+    library = type(like).__module__.split(".")[0]  # numpy, torch, cupy, array_api_strict, ...
+    key = (grad, geometry, str(like.dtype), library, str(device_of(like)))
     with _lock:
         chosen = _choices.get(key)
         if chosen is not None and chosen in passes:

@@ -1,0 +1,139 @@
+"""method="fft": transform lengths, the geometries where the FFT's circular wrap could bite, bounded
+frequency-domain temporaries, and the float32 bound, against torch autograd."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from helpers import NUMPY, asarray, assert_close, draw, explicit_pads, torch_reference
+
+import xpconv
+from xpconv import _fft
+from xpconv._geometry import conv_geometry
+
+pytest.importorskip("torch", reason="torch autograd is the reference")
+
+
+def test_fast_lengths_are_the_smallest_7_smooth_ones() -> None:
+    def smooth(n: int) -> bool:
+        for p in (2, 3, 5, 7):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for n in range(1, 2000):
+        expected = next(m for m in itertools.count(n) if smooth(m))
+        assert _fft.fast_length(n) == expected, n
+
+
+def test_the_padding_is_not_transformed() -> None:
+    """A "same" 31x31 kernel on 56x56 pads to 86; the circular convolution needs 56 + 15 = 71 -> 72."""
+    geometry = conv_geometry((1, 1, 56, 56), (1, 1, 31, 31), ndim=2, padding="same")
+    assert _fft.FFTPlan.of(geometry, real=True).lengths == (72, 72)
+    assert _fft.FFTPlan.of(geometry, real=True).frequencies == (72, 37)
+
+
+def check(xp, shape, kernel_shape, dtype="float64", workspace_bytes=None, tol=1e-12, **params) -> None:
+    """conv, conv_backward, conv_input_grad and conv_weight_grad by the FFT against torch autograd."""
+    ndim = len(kernel_shape) - 2
+    rng = np.random.default_rng(sum(shape) + sum(kernel_shape))
+    x, kernel = draw(rng, shape, dtype), draw(rng, kernel_shape, dtype)
+    shape_params = {k: v for k, v in params.items() if k != "groups"}
+    dz = draw(rng, xpconv.conv_output_shape(shape, kernel_shape, **shape_params), dtype)
+    per_axis = lambda v: (v,) * ndim if isinstance(v, int) else tuple(v)  # noqa: E731
+    stride, dilation = per_axis(params.get("stride", 1)), per_axis(params.get("dilation", 1))
+    pads = explicit_pads(params.get("padding", "valid"), shape[2:], kernel_shape[2:], stride, dilation)
+    ref = torch_reference(x, kernel, dz, stride=stride, pads=pads, dilation=dilation, groups=params.get("groups", 1))
+    X, K, DZ = (asarray(a, xp) for a in (x, kernel, dz))
+    options = dict(params, method="fft", workspace_bytes=workspace_bytes)
+
+    def close(actual, expected, what):
+        assert_close(actual, expected, xp=xp, dtype=getattr(xp, dtype), tol=tol, what=what, floor=1.0)
+
+    close(xpconv.conv(X, K, **options), ref.z, "z")
+    dx, dk, _db = xpconv.conv_backward(DZ, X, K, **options)
+    close(dx, ref.dx, "dx")
+    close(dk, ref.dkernel, "dkernel")
+    close(xpconv.conv_input_grad(DZ, K, shape, **options), ref.dx, "input_grad")
+    close(xpconv.conv_weight_grad(DZ, X, kernel_shape, **options), ref.dkernel, "weight_grad")
+
+
+# (x shape, kernel shape, options): where a too-short circular convolution would wrap onto what is read
+EDGES = {
+    "long 1-D filter, full": ((2, 2, 300), (3, 2, 127), dict(padding="full")),
+    "long 1-D filter, same, stride 3": ((1, 2, 200), (2, 2, 101), dict(padding="same", stride=3)),
+    "kernel longer than the input, full": ((2, 1, 7), (1, 1, 40), dict(padding="full")),
+    "padding far beyond the kernel": ((1, 2, 5, 6), (2, 2, 3, 3), dict(padding=((30, 2), (1, 25)))),
+    "output wider than the input": ((1, 1, 4, 4), (1, 1, 2, 2), dict(padding=((9, 9), (0, 0)), stride=(1, 2))),
+    "stride beyond the kernel": ((1, 2, 23), (2, 2, 3), dict(stride=7, padding=4)),
+    "dilation": ((2, 3, 20, 19), (6, 1, 5, 4), dict(dilation=(3, 4), padding="same", groups=3)),
+    "depthwise, channel multiplier": ((2, 4, 15, 16), (8, 1, 9, 9), dict(padding=4, groups=4)),
+    "3-D": ((1, 2, 9, 8, 7), (2, 2, 5, 4, 6), dict(padding="full", stride=(2, 1, 3))),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+@pytest.mark.parametrize("name", list(EDGES))
+def test_geometries_where_a_short_transform_would_wrap(eager_xp, name, dtype) -> None:
+    shape, kernel_shape, params = EDGES[name]
+    check(eager_xp, shape, kernel_shape, dtype, **params)
+
+
+def count_chunks(monkeypatch) -> list[int]:
+    """The batch sizes the FFT passes process at a time (recorded around ``over_batch``)."""
+    sizes: list[int] = []
+    real = _fft.over_batch
+
+    def recording(fn, arrays, *args, **kwargs):
+        def wrapped(*parts):
+            sizes.append(int(parts[0].shape[0]))
+            return fn(*parts)
+
+        return real(wrapped, arrays, *args, **kwargs)
+
+    monkeypatch.setattr(_fft, "over_batch", recording)
+    return sizes
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_small_workspaces_take_batch_chunks_and_frequency_blocks(eager_xp, dtype, monkeypatch) -> None:
+    """A workspace far below the spectra: the batch goes through in chunks and the kernel's spectrum
+    in blocks of frequencies; the numbers stay torch's."""
+    shape, kernel_shape, params = (6, 8, 20, 20), (8, 4, 9, 9), dict(padding="same", groups=2)
+    geometry = conv_geometry(shape, kernel_shape, ndim=2, **params)
+    plan = _fft.FFTPlan.of(geometry, real=dtype == "float64")
+    workspace = 40_000
+    kernel_bytes = plan.spectrum_bytes(8 * 4, np, np.dtype(dtype))
+    blocks = _fft._frequency_blocks(plan, kernel_bytes, workspace)
+    assert len(blocks) >= 3 and blocks[0].start == 0 and blocks[-1].stop == plan.frequencies[0]
+    sizes = count_chunks(monkeypatch)
+    check(eager_xp, shape, kernel_shape, dtype, workspace_bytes=workspace, **params)
+    if "dask" not in eager_xp.__name__:  # Dask's chunks are its own (each then runs as one batch)
+        assert max(sizes) < 6 and set(sizes) >= {1}, sizes  # chunks of one sample...
+    sizes.clear()
+    check(eager_xp, shape, kernel_shape, dtype, workspace_bytes=10 * workspace, **params)
+    if "dask" not in eager_xp.__name__:
+        assert 1 < max(sizes) < 6, sizes  # ...and of several
+
+
+@pytest.mark.parametrize("dtype", ["float32", "complex64"])
+def test_the_float32_bound_on_large_kernels(dtype) -> None:
+    """Single precision: within 2e-6 of torch autograd in float64, relative to the largest value,
+    on the 31x31 and 13x13 kernels the FFT is for (the transforms' rounding grows like log L)."""
+    for shape, kernel_shape, params in (
+        ((2, 4, 56, 56), (4, 1, 31, 31), dict(padding="same", groups=4)),
+        ((2, 8, 64, 64), (8, 8, 13, 13), dict(padding="same")),
+        ((1, 4, 128, 128), (4, 4, 15, 15), dict(padding="full")),
+    ):
+        check(NUMPY, shape, kernel_shape, dtype, tol=2e-6, **params)
+
+
+def test_integers_never_take_the_fft() -> None:
+    x, kernel = np.ones((1, 1, 40, 40), dtype=np.int64), np.ones((1, 1, 15, 15), dtype=np.int64)
+    with pytest.raises(ValueError, match="method='fft' cannot compute this convolution: the FFT rounds"):
+        xpconv.conv2d(x, kernel, method="fft")
+    z = xpconv.conv2d(x, kernel)  # "auto" on a large integer kernel: exact, not by the FFT
+    assert z.dtype == np.int64 and int(z[0, 0, 0, 0]) == 225 and math.prod(z.shape) == 26 * 26
