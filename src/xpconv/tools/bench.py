@@ -1,8 +1,8 @@
-"""``python -m xpconv bench`` (also ``python benchmarks/run.py``): xpconv against torch's own conv2d.
+"""``python -m xpconv bench`` (also ``python benchmarks/run.py``): xpconv against torch's own convolution.
 
 Every candidate runs every layer of the suite; candidates are interleaved (each repeat runs them
 all, in a rotating order) and medians are reported, so machine noise hits them alike. Times are
-forward, backward, and both; ratios are against torch native (``F.conv2d`` + autograd) of the
+forward, backward, and both; ratios are against torch native (``F.conv{1,2,3}d`` + autograd) of the
 same phase; GFLOP/s count the forward pass's multiply-adds twice and the backward pass as two
 such passes. Peak extra memory of one forward+backward is measured in a fresh process per
 layer and candidate, as the largest resident-set growth over the inputs (CPU) or as
@@ -28,21 +28,8 @@ from typing import Any, cast
 import numpy as np
 
 import xpconv
-from xpconv.typing import Method
+from xpconv.typing import Method, Padding
 
-# name: (N, C, H, W, F, kernel, stride, padding, dilation, groups), float32
-LAYERS: dict[str, tuple[int, ...]] = {
-    "resnet3x3": (16, 64, 56, 56, 64, 3, 1, 1, 1, 1),
-    "resnet14x14": (16, 256, 14, 14, 256, 3, 1, 1, 1, 1),
-    "dilated3x3": (8, 128, 32, 32, 128, 3, 1, 2, 2, 1),
-    "depthwise": (16, 128, 28, 28, 128, 3, 1, 1, 1, 128),
-    "depthwise14x14": (16, 256, 14, 14, 256, 3, 1, 1, 1, 256),
-    "depthwise5x5": (16, 128, 28, 28, 128, 5, 1, 2, 1, 128),
-    "down3x3s2": (16, 64, 56, 56, 128, 3, 2, 1, 1, 1),
-    "pointwise": (16, 256, 28, 28, 64, 1, 1, 0, 1, 1),
-    "stem7x7s2": (8, 3, 112, 112, 64, 7, 2, 3, 1, 1),
-    "mnist5x5": (64, 1, 28, 28, 8, 5, 1, 0, 1, 1),
-}
 PHASES = ("forward", "backward", "both")
 REFERENCE = "torch native"
 PAUSE_SECONDS = 0.2
@@ -50,17 +37,27 @@ PAUSE_SECONDS = 0.2
 
 @dataclass
 class Layer:
+    """One benchmark layer: a convolution of ``batch`` inputs ``(channels, *size)`` with ``filters``
+    square (cubic) kernels of side ``kernel``; ``padding`` an int or a word (``"same"``, ``"full"``)."""
+
     name: str
     batch: int
     channels: int
-    height: int
-    width: int
+    size: tuple[int, ...]
     filters: int
     kernel: int
-    stride: int
-    padding: int
-    dilation: int
-    groups: int
+    stride: int = 1
+    padding: Padding = 0
+    dilation: int = 1
+    groups: int = 1
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        self.size = tuple(self.size)  # a list after a JSON round trip
+
+    @property
+    def ndim(self) -> int:
+        return len(self.size)
 
     @property
     def params(self) -> dict:
@@ -72,29 +69,79 @@ class Layer:
         return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation}
 
     @property
+    def pads(self) -> tuple[tuple[int, int], ...]:
+        """The padding per axis, ``(before, after)``, from the public ``resolve_padding``."""
+        per_axis = (self.stride,) * self.ndim, (self.dilation,) * self.ndim
+        return xpconv.resolve_padding(self.padding, self.size, (self.kernel,) * self.ndim, *per_axis)
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """x, kernel and z shapes."""
+        x = (self.batch, self.channels, *self.size)
+        kernel = (self.filters, self.channels // self.groups, *(self.kernel,) * self.ndim)
+        return x, kernel, xpconv.conv_output_shape(x, kernel, **self.shape_params)
+
+    @property
     def forward_flops(self) -> int:
-        shape = (self.batch, self.channels, self.height, self.width)
-        kernel = (self.filters, self.channels // self.groups, self.kernel, self.kernel)
-        out = xpconv.conv_output_shape(shape, kernel, **self.shape_params)
-        return 2 * math.prod(out) * math.prod(kernel[1:])
+        """Real floating-point operations of the direct forward pass (a complex multiply-add is 8)."""
+        _, kernel, out = self.shapes
+        per_multiply_add = 8 if "complex" in self.dtype else 2
+        return per_multiply_add * math.prod(out) * math.prod(kernel[1:])
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((self.batch, self.channels, self.height, self.width), dtype=np.float32)
-        kernel = rng.standard_normal(
-            (self.filters, self.channels // self.groups, self.kernel, self.kernel), dtype=np.float32
-        )
-        z_shape = xpconv.conv_output_shape(x.shape, kernel.shape, **self.shape_params)
-        dz = rng.standard_normal((self.batch, *z_shape[1:]), dtype=np.float32)
-        return x, kernel, dz
+
+        def draw(shape: tuple[int, ...]) -> np.ndarray:
+            values = rng.standard_normal(shape, dtype=np.float32)
+            if "complex" in self.dtype:
+                values = values + 1j * rng.standard_normal(shape, dtype=np.float32)
+            return values.astype(self.dtype)
+
+        x_shape, kernel_shape, z_shape = self.shapes
+        return draw(x_shape), draw(kernel_shape), draw(z_shape)
+
+
+def _classic(name: str, n: int, c: int, h: int, w: int, f: int, k: int, s: int, p: int, d: int, g: int) -> Layer:
+    return Layer(name, n, c, (h, w), f, k, s, p, d, g)
+
+
+# The classic suite: 3x3 layers and a few others of common CNNs, float32.
+CLASSIC = [
+    _classic("resnet3x3", 16, 64, 56, 56, 64, 3, 1, 1, 1, 1),
+    _classic("resnet14x14", 16, 256, 14, 14, 256, 3, 1, 1, 1, 1),
+    _classic("dilated3x3", 8, 128, 32, 32, 128, 3, 1, 2, 2, 1),
+    _classic("depthwise", 16, 128, 28, 28, 128, 3, 1, 1, 1, 128),
+    _classic("depthwise14x14", 16, 256, 14, 14, 256, 3, 1, 1, 1, 256),
+    _classic("depthwise5x5", 16, 128, 28, 28, 128, 5, 1, 2, 1, 128),
+    _classic("down3x3s2", 16, 64, 56, 56, 128, 3, 2, 1, 1, 1),
+    _classic("pointwise", 16, 256, 28, 28, 64, 1, 1, 0, 1, 1),
+    _classic("stem7x7s2", 8, 3, 112, 112, 64, 7, 2, 3, 1, 1),
+    _classic("mnist5x5", 64, 1, 28, 28, 8, 5, 1, 0, 1, 1),
+]
+# Large kernels: RepLKNet's 31x31 and ConvNeXt's 7x7 depthwise layers, dense 13x13 and 7x7 layers, a
+# bank of long 1-D filters, and the complex case of MRI (8 coils, a 15x15 filter, "full").
+LARGE = [
+    Layer("depthwise31x31", 4, 64, (56, 56), 64, 31, padding="same", groups=64),
+    Layer("depthwise7x7", 16, 96, (56, 56), 96, 7, padding="same", groups=96),
+    Layer("dense13x13", 8, 32, (64, 64), 32, 13, padding="same"),
+    Layer("dense7x7", 8, 64, (56, 56), 64, 7, padding="same"),
+    Layer("filters1d", 8, 16, (4096,), 16, 129, padding="same"),
+    Layer("coils15x15", 1, 8, (128, 128), 8, 15, padding="full", dtype="complex64"),
+]
+SUITES = {"classic": CLASSIC, "large": LARGE}
+LAYERS = {spec.name: spec for suite in SUITES.values() for spec in suite}
 
 
 def layer(name: str) -> Layer:
-    return Layer(name, *LAYERS[name])
+    return LAYERS[name]
 
 
 # A candidate turns numpy inputs into three callables (forward, backward, both) and a synchronise.
 Runner = tuple[Callable[[], Any], Callable[[], Any], Callable[[], Any]]
+
+
+class NotApplicable(Exception):
+    """A candidate that cannot compute a layer (sigpy has no groups or padding widths); it gets no row."""
 
 
 def _xpconv_runner(convert: Callable[[np.ndarray], Any], method: Method = "auto") -> Callable[[Layer], Runner]:
@@ -103,10 +150,10 @@ def _xpconv_runner(convert: Callable[[np.ndarray], Any], method: Method = "auto"
         params = spec.params
 
         def forward():
-            return xpconv.conv2d(x, kernel, **params)
+            return xpconv.conv(x, kernel, method=method, **params)
 
         def backward():
-            return xpconv.conv2d_backward(dz, x, kernel, method=method, **params)
+            return xpconv.conv_backward(dz, x, kernel, method=method, **params)
 
         def both():
             return forward(), backward()
@@ -116,21 +163,28 @@ def _xpconv_runner(convert: Callable[[np.ndarray], Any], method: Method = "auto"
     return make
 
 
+def _symmetric_padding(spec: Layer) -> tuple[int, ...]:
+    if any(before != after for before, after in spec.pads):
+        raise NotApplicable(f"uneven padding {spec.pads}")
+    return tuple(before for before, _ in spec.pads)
+
+
 def _torch_native_runner(device: str) -> Callable[[Layer], Runner]:
     import torch
     import torch.nn.functional as F
 
     def make(spec: Layer) -> Runner:
         x, kernel, dz = (torch.asarray(a, device=device) for a in spec.arrays())
-        params = spec.params
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[spec.ndim]
+        params = dict(spec.params, padding=_symmetric_padding(spec))
         x.requires_grad_(True)
         kernel.requires_grad_(True)
 
         def forward():
             with torch.no_grad():
-                return F.conv2d(x, kernel, **params)
+                return conv(x, kernel, **params)
 
-        z = F.conv2d(x, kernel, **params)
+        z = conv(x, kernel, **params)
 
         def backward():
             x.grad = kernel.grad = None
@@ -139,7 +193,7 @@ def _torch_native_runner(device: str) -> Callable[[Layer], Runner]:
 
         def both():
             x.grad = kernel.grad = None
-            F.conv2d(x, kernel, **params).backward(dz)
+            conv(x, kernel, **params).backward(dz)
             return x.grad, kernel.grad
 
         return forward, backward, both
@@ -152,27 +206,61 @@ def _jax_runner(spec: Layer) -> Runner:
     import jax.numpy as jnp
 
     x, kernel, dz = (jnp.asarray(a) for a in spec.arrays())
-    pad = [(spec.padding, spec.padding)] * 2
+    letters = "WHD"[: spec.ndim][::-1]
 
     def conv(x_, k_):
         return jax.lax.conv_general_dilated(
             x_,
             k_,
-            (spec.stride,) * 2,
-            pad,
-            rhs_dilation=(spec.dilation,) * 2,
+            (spec.stride,) * spec.ndim,
+            list(spec.pads),
+            rhs_dilation=(spec.dilation,) * spec.ndim,
             feature_group_count=spec.groups,
-            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            dimension_numbers=("NC" + letters, "OI" + letters, "NC" + letters),
         )
 
+    def gradients(x_, k_, dz_):
+        if "complex" not in spec.dtype:
+            return jax.vjp(conv, x_, k_)[1](dz_)
+        # JAX's cotangents are J^T v; torch's (and xpconv's) conjugate ones, J^H v = conj(J^T conj(v))
+        return tuple(jnp.conj(g) for g in jax.vjp(conv, x_, k_)[1](jnp.conj(dz_)))
+
     forward_jit = jax.jit(conv)
-    backward_jit = jax.jit(lambda x_, k_, dz_: jax.vjp(conv, x_, k_)[1](dz_))
-    both_jit = jax.jit(lambda x_, k_, dz_: (conv(x_, k_), jax.vjp(conv, x_, k_)[1](dz_)))
+    backward_jit = jax.jit(gradients)
+    both_jit = jax.jit(lambda x_, k_, dz_: (conv(x_, k_), gradients(x_, k_, dz_)))
     return (
         lambda: forward_jit(x, kernel).block_until_ready(),
         lambda: jax.block_until_ready(backward_jit(x, kernel, dz)),
         lambda: jax.block_until_ready(both_jit(x, kernel, dz)),
     )
+
+
+def _sigpy_runner(spec: Layer) -> Runner:
+    """sigpy's CPU functions (a loop over scipy.signal per channel pair): ``convolve`` forward, its
+    data and filter adjoints backward. They take "full" or "valid", stride, no groups, no dilation.
+    sigpy convolves (the filter flipped): it gets the flipped kernel, and computes the same numbers."""
+    if spec.padding not in ("full", "valid") or spec.groups != 1 or spec.dilation != 1:
+        raise NotApplicable("sigpy convolves with 'full' or 'valid' padding, no groups or dilation")
+    import sigpy.conv
+
+    x, kernel, dz = spec.arrays()
+    flip = (..., *(slice(None, None, -1),) * spec.ndim)
+    flipped = np.ascontiguousarray(kernel[flip])
+    options = dict(mode=spec.padding, strides=(spec.stride,) * spec.ndim, multi_channel=True)
+
+    def forward():
+        return sigpy.conv.convolve(x, flipped, **options)
+
+    def backward():
+        return (
+            sigpy.conv.convolve_data_adjoint(dz, flipped, x.shape, **options),
+            sigpy.conv.convolve_filter_adjoint(dz, x, flipped.shape, **options)[flip],
+        )
+
+    def both():
+        return forward(), backward()
+
+    return forward, backward, both
 
 
 def _installed(module: str) -> bool:
@@ -188,10 +276,13 @@ CPU_CANDIDATES = {
     "xpconv torch": "torch",
     REFERENCE: "torch",
     "jax": "jax",
+    "sigpy": "sigpy",
     "xpconv numpy direct": "numpy",
     "xpconv numpy dilate": "numpy",
+    "xpconv numpy fft": "numpy",
+    "xpconv torch fft": "torch",
 }
-DEFAULT_CPU_CANDIDATES = ("xpconv numpy", "xpconv torch", REFERENCE, "jax")
+DEFAULT_CPU_CANDIDATES = ("xpconv numpy", "xpconv torch", REFERENCE, "jax", "sigpy")
 CUDA_CANDIDATES = {"xpconv cupy": "cupy", "xpconv torch cuda": "torch", REFERENCE: "torch"}
 
 
@@ -207,6 +298,8 @@ def make_runner(name: str, device: str, spec: Layer) -> tuple[Runner, Callable[[
     no_sync: Callable[[], None] = lambda: None  # noqa: E731
     if name == "jax":
         return _jax_runner(spec), no_sync
+    if name == "sigpy":
+        return _sigpy_runner(spec), no_sync
     if name.startswith("xpconv numpy"):
         method = cast(Method, name.removeprefix("xpconv numpy").strip() or "auto")
         return _xpconv_runner(np.asarray, method)(spec), no_sync
@@ -219,7 +312,8 @@ def make_runner(name: str, device: str, spec: Layer) -> tuple[Runner, Callable[[
     sync = torch.cuda.synchronize if device == "cuda" else no_sync
     if name == REFERENCE:
         return _torch_native_runner(device)(spec), sync
-    return _xpconv_runner(lambda a: torch.asarray(a, device=device))(spec), sync
+    method = "fft" if name.endswith(" fft") else "auto"
+    return _xpconv_runner(lambda a: torch.asarray(a, device=device), method)(spec), sync
 
 
 def _time(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
@@ -235,15 +329,23 @@ def serve(name: str, device: str) -> None:
 
     The first request for a layer also warms it up (allocators, thread pools, JIT compilation).
     """
-    runners: dict[str, tuple[Runner, Callable[[], None]]] = {}
+    runners: dict[str, tuple[Runner, Callable[[], None]] | None] = {}
     for line in sys.stdin:
         request = json.loads(line)
         key = json.dumps(request, sort_keys=True)
         if key not in runners:
-            runners[key] = make_runner(name, device, Layer(**request))
-            for fn in runners[key][0]:
-                _time(fn, runners[key][1])
-        runner, sync = runners[key]
+            try:
+                runners[key] = made = make_runner(name, device, Layer(**request))
+            except NotApplicable:
+                runners[key] = made = None
+            if made is not None:
+                for fn in made[0]:
+                    _time(fn, made[1])
+        made = runners[key]
+        if made is None:
+            print(json.dumps({}), flush=True)  # this candidate does not compute this layer
+            continue
+        runner, sync = made
         print(json.dumps({phase: _time(fn, sync) for phase, fn in zip(PHASES, runner)}), flush=True)
 
 
@@ -291,7 +393,11 @@ def time_layer(spec: Layer, workers: Workers, repeats: int) -> dict[str, dict[st
             time.sleep(PAUSE_SECONDS)
             for phase, seconds in workers.round(name, spec).items():
                 samples[name][phase].append(seconds)
-    return {n: {p: statistics.median(v) for p, v in phases.items()} for n, phases in samples.items()}
+    return {
+        n: {p: statistics.median(v) for p, v in phases.items()}
+        for n, phases in samples.items()
+        if all(phases.values())  # candidates that do not compute this layer answered nothing
+    }
 
 
 def _rss_bytes() -> int:
@@ -409,7 +515,7 @@ def run_bench(
         for name in layers:
             spec = layer(name)
             medians = time_layer(spec, workers, repeats)
-            peaks = {c: memory_in_subprocess(spec, c, device) for c in names} if memory else {}
+            peaks = {c: memory_in_subprocess(spec, c, device) for c in medians} if memory else {}
             rows += layer_rows(spec, medians, peaks)
             both = {r.candidate: r for r in rows if r.layer == name and r.phase == "both"}
             print_fn(
@@ -471,7 +577,7 @@ def markdown(rows: list[Row], machine: dict, command: str) -> str:
     lines += ["| candidate | geometric mean | worst layer |", "| --- | ---: | ---: |"]
     for candidate, stats in summary(rows).items():
         lines.append(f"| {candidate} | {stats['geomean']:.2f}x | {stats['max']:.2f}x |")
-    strided = [n for n in dict.fromkeys(r.layer for r in rows) if LAYERS[n][6] > 1]
+    strided = [n for n in dict.fromkeys(r.layer for r in rows) if n in LAYERS and LAYERS[n].stride > 1]
     dilate = next((c for c in dict.fromkeys(r.candidate for r in rows) if c.endswith("dilate")), None)
     auto = dilate.removesuffix(" dilate") if dilate else None
     if dilate and strided:
@@ -488,7 +594,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m xpconv bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--layers", nargs="+", choices=list(LAYERS), default=list(LAYERS))
+    parser.add_argument(
+        "--suite",
+        choices=list(SUITES),
+        default="classic",
+        help="classic: 3x3 and other common CNN layers (default); large: 7x7 to 31x31 kernels, long 1-D "
+        "filters and a complex case, with sigpy where it applies",
+    )
+    parser.add_argument("--layers", nargs="+", choices=list(LAYERS), help="these layers instead of a suite")
     parser.add_argument(
         "--candidates",
         nargs="+",
@@ -524,26 +637,41 @@ def main(argv: list[str] | None = None) -> int:
             plot(rows, payload["machine"], args.plot)
             print(f"wrote {args.plot}")
         return 0
-    rows, machine = run_bench(args.layers, args.device, args.repeats, not args.no_memory, args.candidates)
+    names = args.layers or [spec.name for spec in SUITES[args.suite]]
+    rows, machine = run_bench(names, args.device, args.repeats, not args.no_memory, args.candidates)
     text = markdown(rows, machine, command)
     print()
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.device}.md").write_text(text)
+    stem = args.device if args.suite == "classic" or args.layers else f"{args.device}-{args.suite}"
+    (args.out / f"{stem}.md").write_text(text)
     payload = {"command": command, "machine": machine, "rows": [asdict(r) for r in rows], "summary": summary(rows)}
-    (args.out / f"{args.device}.json").write_text(json.dumps(payload, indent=1))
-    print(f"wrote {args.out / (args.device + '.md')} and {args.out / (args.device + '.json')}")
+    (args.out / f"{stem}.json").write_text(json.dumps(payload, indent=1))
+    print(f"wrote {args.out / (stem + '.md')} and {args.out / (stem + '.json')}")
     if args.plot:
         plot(rows, machine, args.plot)
         print(f"wrote {args.plot}")
     return 0
 
 
-def accuracy_markdown(command: str) -> str:
-    """Largest float32 error of z, dx and dkernel (relative to the largest float64 value) per layer
-    and method, beside torch's own float32 conv; the reference is torch autograd in float64. The
-    layers' shapes with a batch of 2."""
+def _torch_passes(spec: Layer, arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """torch's z, dx and dkernel of ``spec`` on ``arrays`` (x, kernel, dz), padded by ``F.pad``."""
     import torch
+    import torch.nn.functional as F
+
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[spec.ndim]
+    x, kernel, dz = (torch.tensor(a, requires_grad=a is not arrays[2]) for a in arrays)
+    pads = tuple(amount for pair in reversed(spec.pads) for amount in pair)
+    z = conv(F.pad(x, pads), kernel, **dict(spec.params, padding=0))
+    z.backward(dz)
+    return z.detach().numpy(), x.grad.numpy(), kernel.grad.numpy()
+
+
+def accuracy_markdown(command: str) -> str:
+    """Largest single-precision error of z, dx and dkernel (relative to the largest double-precision
+    value) per layer of both suites and method, beside torch's own single-precision conv; the
+    reference is torch autograd in float64 (complex128). The layers' shapes with a batch of 2."""
+    import dataclasses
 
     lines = [
         f"Command: `{command}`",
@@ -551,30 +679,21 @@ def accuracy_markdown(command: str) -> str:
         "| layer | method | z | dx | dkernel |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
-    for name in LAYERS:
-        spec = Layer(name, 2, *LAYERS[name][1:])
-        x, kernel, dz = (a.astype(np.float64) for a in spec.arrays())
-        # float32 inputs, exactly representable: both sides see the same numbers
-        x, kernel, dz = (a.astype(np.float32).astype(np.float64) for a in (x, kernel, dz))
-        tx, tk = torch.tensor(x, requires_grad=True), torch.tensor(kernel, requires_grad=True)
-        z_exact = torch.nn.functional.conv2d(tx, tk, **spec.params)
-        z_exact.backward(torch.tensor(dz))
-        z = z_exact.detach().numpy()
-        exact = (z, tx.grad.numpy(), tk.grad.numpy())
-        t32 = [torch.tensor(a, dtype=torch.float32, requires_grad=a is not dz) for a in (x, kernel, dz)]
-        z32 = torch.nn.functional.conv2d(t32[0], t32[1], **spec.params)
-        z32.backward(t32[2])
-        results = {"torch float32": (z32.detach().numpy(), t32[0].grad.numpy(), t32[1].grad.numpy())}
-        x32, k32, dz32 = (a.astype(np.float32) for a in (x, kernel, dz))
-        for method in ("auto", "winograd", "direct", "dilate"):
+    for spec in (dataclasses.replace(spec, batch=2) for spec in LAYERS.values()):
+        single = spec.arrays()
+        double = [a.astype(np.complex128 if "complex" in spec.dtype else np.float64) for a in single]
+        exact = _torch_passes(spec, double)
+        results = {"torch single": _torch_passes(spec, list(single))}
+        x, kernel, dz = single
+        for method in ("auto", "winograd", "fft", "direct", "dilate"):
             try:
-                forward = xpconv.conv2d(x32, k32, method=method, **spec.params)
+                forward = xpconv.conv(x, kernel, method=method, **spec.params)
             except ValueError:
                 continue  # winograd where it does not apply
-            results[method] = (forward, *xpconv.conv2d_backward(dz32, x32, k32, method=method, **spec.params)[:2])
+            results[method] = (forward, *xpconv.conv_backward(dz, x, kernel, method=method, **spec.params)[:2])
         for method, arrays in results.items():
             errors = [float(np.max(np.abs(a - e)) / np.max(np.abs(e))) for a, e in zip(arrays, exact)]
-            lines.append(f"| {name} | {method} | " + " | ".join(f"{err:.1e}" for err in errors) + " |")
+            lines.append(f"| {spec.name} | {method} | " + " | ".join(f"{err:.1e}" for err in errors) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -605,7 +724,8 @@ def plot(rows: list[Row], machine: dict, path: str) -> None:
     axis.set_yscale("log")
     axis.set_ylabel("forward + backward, ms (median, log scale)")
     device = machine.get("gpu") or f"{machine.get('cores', '?')} cores, {machine.get('cpu', 'CPU')}"
-    axis.set_title(f"xpconv against torch's conv2d, float32 — {device}")
+    dtypes = "/".join(sorted({LAYERS[name].dtype for name in layers if name in LAYERS})) or "float32"
+    axis.set_title(f"xpconv against torch's convolution, {dtypes} — {device}")
     axis.legend(fontsize=8)
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()

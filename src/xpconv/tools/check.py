@@ -139,12 +139,13 @@ def add_bias(z: Any, bias: Any) -> Any:
     return z + (bias.reshape(-1, *[1] * (z.ndim - 2)) if bias.ndim == 1 else bias)
 
 
-def relative_error(actual: np.ndarray, expected: np.ndarray, scale: float | None = None) -> float:
-    """Largest difference relative to the largest expected value (or to ``scale``); a shape
-    mismatch is an infinite error."""
+def relative_error(actual: np.ndarray, expected: np.ndarray, scale: float | None = None, floor: float = 1.0) -> float:
+    """Largest difference relative to the largest expected value (or to ``scale``), and to at
+    least ``floor``: one product of the standard-normal inputs, since an output no kernel tap
+    reaches is exactly 0, and the FFT rounds it to ~1e-17. A shape mismatch is an infinite error."""
     if actual.shape != expected.shape:
         return math.inf
-    scale = max(scale or float(np.max(np.abs(expected), initial=0.0)), 1e-300)
+    scale = max(scale or float(np.max(np.abs(expected), initial=0.0)), floor, 1e-300)
     return float(np.max(np.abs(actual - expected), initial=0.0)) / scale
 
 
@@ -184,9 +185,11 @@ def finite_difference_reference(
     geometry: Geometry,
     rng: np.random.Generator,
 ) -> Reference:
-    """The loop forward, and central differences of ``L = sum(z * dz)`` along random directions
-    (``L`` is linear in each argument, so they are exact up to rounding). ``bias`` may be tied,
-    untied or None; ``check_gradients`` then takes ``dbias=None``."""
+    """The loop forward, and central differences of ``L = vdot(dz, z)`` (``sum(conj(dz) * z)``)
+    along random directions: ``L`` is linear in each argument, so they are exact up to rounding,
+    and each gradient ``g`` must give ``vdot(g, direction)`` (for complex data that is the adjoint,
+    torch's convention). ``bias`` may be tied, untied or None; ``check_gradients`` then takes
+    ``dbias=None``."""
 
     def forward(x_, kernel_, bias_):
         return add_bias(loop_forward(x_, kernel_, geometry), bias_)
@@ -199,10 +202,12 @@ def finite_difference_reference(
                 if grad is None:
                     continue
                 direction = rng.standard_normal(arguments[slot].shape)
+                if np.iscomplexobj(arguments[slot]):
+                    direction = direction + 1j * rng.standard_normal(direction.shape)
                 plus, minus = list(arguments), list(arguments)
                 plus[slot], minus[slot] = arguments[slot] + direction, arguments[slot] - direction
-                difference = float(np.sum((forward(*plus) - forward(*minus)) * dz)) / 2
-                analytic = float(np.sum(grad * direction))
+                difference = complex(np.vdot(dz, forward(*plus) - forward(*minus))) / 2
+                analytic = complex(np.vdot(grad, direction))
                 scale = float(np.linalg.norm(grad) * np.linalg.norm(direction)) + 1e-300
                 worst = max(worst, abs(difference - analytic) / scale)
         return worst

@@ -2,11 +2,12 @@
 
 Draws ``N`` random cases over every kind of call xpconv offers — 1-D, 2-D and 3-D convolutions and
 transposed convolutions, channels-first and channels-last, dense, grouped and depthwise, dilation,
-every padding form, every method, tied, untied and no bias, float64 and integers — runs each on one
-of the installed CPU backends (NumPy, torch, array-api-strict, in turn) and compares the forward
-pass and all three gradients with torch autograd in float64. Without torch, the reference is a loop
-over kernel taps for the forward pass and central finite differences for the gradients, and the
-transposed kinds are not run (the summary says so). Integer cases must be exact.
+every padding form ("full" too), every method ("fft" too), tied, untied and no bias, float64,
+complex128 and integers — runs each on one of the installed CPU backends (NumPy, torch,
+array-api-strict, in turn) and compares the forward pass and all three gradients with torch
+autograd in float64 (complex128). Without torch, the reference is a loop over kernel taps for the
+forward pass and central finite differences for the gradients, and the transposed kinds are not
+run (the summary says so). Integer cases must be exact.
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ def draw_case(rng: np.random.Generator) -> GateCase:
     for k, d, s in zip(kernel, dilation, stride):
         span = d * (k - 1) + 1
         size.append(span + int(rng.integers(0, 3 if ndim == 3 else 7)) * s + int(rng.integers(0, s)))
-    dtype = "int64" if rng.random() < 0.15 else "float64"
-    methods = ["auto", "direct", "dilate"]
-    if winograd_shape and dtype == "float64":
+    dtype = str(rng.choice(["int64", "complex128", "float64", "float64"], p=[0.15, 0.25, 0.3, 0.3]))
+    methods = ["auto", "direct", "dilate"] + ([] if dtype == "int64" else ["fft"])
+    if winograd_shape and dtype != "int64":
         methods.append("winograd")
     if transposed:
         padding: Any = tuple(int(rng.integers(0, (k - 1) * d // 2 + 1)) for k, d in zip(kernel, dilation))
@@ -103,6 +104,7 @@ def draw_case(rng: np.random.Generator) -> GateCase:
         forms: list[Any] = [
             "valid",
             "same",
+            "full",
             int(rng.integers(0, 3)),
             tuple(int(p) for p in rng.integers(0, 3, ndim)),
             tuple((int(a), int(b)) for a, b in rng.integers(0, 3, (ndim, 2))),
@@ -119,7 +121,7 @@ def draw_case(rng: np.random.Generator) -> GateCase:
         groups_kind=groups_kind,
         dtype=dtype,
         bias=[None, "tied", "untied"][int(rng.integers(0, 3))],
-        method="winograd" if "winograd" in methods and rng.random() < 0.5 else str(rng.choice(methods[:3])),
+        method="winograd" if "winograd" in methods and rng.random() < 0.5 else str(rng.choice(methods[:4])),
         x_shape=x_shape,
         kernel_shape=kernel_shape,
         params=params,
@@ -159,7 +161,11 @@ def run_case(case: GateCase, target: Any, rng: np.random.Generator, torch_availa
     integer = case.dtype == "int64"
 
     def values(shape: tuple[int, ...]) -> np.ndarray:
-        return rng.integers(-9, 10, shape).astype(np.float64) if integer else rng.standard_normal(shape)
+        if integer:
+            return rng.integers(-9, 10, shape).astype(np.float64)
+        if case.dtype == "complex128":
+            return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+        return rng.standard_normal(shape)
 
     x, kernel = values(case.x_shape), values(case.kernel_shape)
     call = xpconv.conv_transpose if case.transposed else xpconv.conv

@@ -36,8 +36,8 @@ __all__ = ["run_sweep", "sweep_layers"]
 
 
 def sweep_layers() -> list[Layer]:
-    by_batch = [Layer(f"batch {b}", b, CHANNELS, 56, 56, CHANNELS, 3, 1, 1, 1, 1) for b in BATCHES]
-    by_size = [Layer(f"size {n}", 8, CHANNELS, n, n, CHANNELS, 3, 1, 1, 1, 1) for n in SIZES]
+    by_batch = [Layer(f"batch {b}", b, CHANNELS, (56, 56), CHANNELS, 3, padding=1) for b in BATCHES]
+    by_size = [Layer(f"size {n}", 8, CHANNELS, (n, n), CHANNELS, 3, padding=1) for n in SIZES]
     return by_batch + by_size
 
 
