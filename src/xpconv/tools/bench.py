@@ -244,8 +244,8 @@ def _sigpy_runner(spec: Layer) -> Runner:
     import sigpy.conv
 
     x, kernel, dz = spec.arrays()
-    flip = (..., *(slice(None, None, -1),) * spec.ndim)
-    flipped = np.ascontiguousarray(kernel[flip])
+    spatial = tuple(range(2, 2 + spec.ndim))
+    flipped = np.ascontiguousarray(np.flip(kernel, axis=spatial))
     options = dict(mode=spec.padding, strides=(spec.stride,) * spec.ndim, multi_channel=True)
 
     def forward():
@@ -254,7 +254,7 @@ def _sigpy_runner(spec: Layer) -> Runner:
     def backward():
         return (
             sigpy.conv.convolve_data_adjoint(dz, flipped, x.shape, **options),
-            sigpy.conv.convolve_filter_adjoint(dz, x, flipped.shape, **options)[flip],
+            np.flip(sigpy.conv.convolve_filter_adjoint(dz, x, flipped.shape, **options), axis=spatial),
         )
 
     def both():
