@@ -3,8 +3,8 @@
 A "meta" tensor has a shape, a dtype and a device, and no values. Whatever reads values on the
 host (``float()``, ``.item()``, a NumPy round trip: a device sync on CUDA) raises. torch lets a CPU
 tensor meet a meta one in some operations (a matrix product) where CUDA would refuse, so the calls
-run under :class:`OnlyMeta`, which fails any operation that makes a tensor elsewhere: a constant,
-a buffer, a Winograd or DFT matrix made without ``device=``. The results must be meta tensors of
+run under :class:`OnlyMeta`, which fails any computation that mixes devices: a constant, a buffer,
+a Winograd or DFT matrix made without ``device=``. The results must be meta tensors of
 the shapes and dtypes NumPy gives.
 """
 
@@ -23,14 +23,25 @@ from torch.utils._pytree import tree_flatten  # noqa: E402
 DTYPES = {"float32": (torch.float32, np.float32), "complex64": (torch.complex64, np.complex64)}
 
 
+# Operations that move data between devices: a constant built on the host and handed over (as
+# the Winograd and DFT matrices are) is a transfer, not a computation on the wrong device.
+TRANSFERS = {"aten::_to_copy", "aten::copy_", "aten::lift_fresh", "aten::_copy_from", "aten::_copy_from_and_resize"}
+
+
 class OnlyMeta(TorchDispatchMode):
-    """Every torch operation in its scope must make its tensors on the meta device."""
+    """No torch computation in its scope may mix a meta tensor with a tensor of another device, or
+    turn meta tensors into tensors elsewhere (transfers aside)."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        result = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        devices = {t.device.type for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        computes = func._schema.name not in TRANSFERS
+        if computes and "meta" in devices and len(devices) > 1:
+            raise AssertionError(f"{func} mixes tensors on {sorted(devices)}")
+        result = func(*args, **kwargs)
         for value in tree_flatten(result)[0]:
-            if isinstance(value, torch.Tensor) and value.device.type != "meta":
-                raise AssertionError(f"{func} made a tensor on {value.device}")
+            if computes and "meta" in devices and isinstance(value, torch.Tensor) and value.device.type != "meta":
+                raise AssertionError(f"{func} made a tensor on {value.device} from meta tensors")
         return result
 
 
@@ -178,7 +189,7 @@ def test_a_tensor_made_off_the_device_fails_here() -> None:
     """The negative control: a CPU matrix meeting a meta tensor raises nothing in torch (where CUDA
     would), and fails under OnlyMeta."""
     torch.ones(3, 3) @ meta((3, 3), "float32")
-    with OnlyMeta(), pytest.raises(AssertionError, match="made a tensor on cpu"):
+    with OnlyMeta(), pytest.raises(AssertionError, match=r"mixes tensors on \['cpu', 'meta'\]"):
         torch.ones(3, 3) @ meta((3, 3), "float32")
 
 

@@ -24,12 +24,12 @@ this is the method for large kernels; integers never take it (its rounding would
 
 from __future__ import annotations
 
-import cmath
 import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from array_api_compat import device as device_of
 
 from ._backends import itemsize, set_into
@@ -177,21 +177,22 @@ def inverse(spectra: Array, xp: Namespace, plan: FFTPlan) -> Array:
     return xp.fft.ifftn(spectra, s=plan.lengths, axes=axes, norm=NORM)
 
 
-@functools.cache
-def _dft_values(length: int, frequencies: int, positions: tuple[int, ...], inverse: bool, half: bool) -> tuple:
+@functools.lru_cache(maxsize=256)
+def _dft_matrix(length: int, frequencies: int, positions: tuple[int, ...], inverse: bool, half: bool) -> np.ndarray:
     """``exp(-2 pi i f p / L)`` for frequency rows ``f`` and position columns ``p``; for the inverse,
     the transposed ``exp(+2 pi i f p / L)`` (positions as rows), with the weights of a half spectrum
     when ``half`` (each frequency but 0 and ``L / 2`` stands for its conjugate too). Unscaled: the
-    spectra they meet are the product of two :func:`spectrum` s, scaled by ``1 / L`` together."""
+    spectra they meet are the product of two :func:`spectrum` s, scaled by ``1 / L`` together.
+
+    Built once per length and positions in NumPy (complex128, the angles reduced modulo ``L`` in
+    integers) and handed to the arrays' library with ``asarray``: a constant, as Winograd's are."""
+    f = np.arange(frequencies, dtype=np.int64)[:, None]
+    p = np.asarray(positions, dtype=np.int64)[None, :] % length
+    angles = (2 * np.pi / length) * ((f * p) % length)
     if not inverse:
-        return tuple(
-            tuple(cmath.exp(-2j * math.pi * ((f * p) % length) / length) for p in positions) for f in range(frequencies)
-        )
-    weights = [1.0 if not half or f == 0 or 2 * f == length else 2.0 for f in range(frequencies)]
-    return tuple(
-        tuple(weights[f] * cmath.exp(2j * math.pi * ((f * p) % length) / length) for f in range(frequencies))
-        for p in positions
-    )
+        return np.exp(-1j * angles)
+    weights = np.where((f == 0) | (2 * f == length) | (not half), 1.0, 2.0)
+    return np.ascontiguousarray((weights * np.exp(1j * angles)).T)
 
 
 def _complex_dtype(xp: Namespace, dtype: object) -> object:
@@ -224,7 +225,7 @@ def tap_spectrum(
     result = xp.astype(taps, dtype)
     for axis in reversed(range(ndim)):  # the arrays grow from k to L per axis: the small ones first
         half = plan.real and axis == ndim - 1
-        values = _dft_values(plan.lengths[axis], plan.frequencies[axis], tuple(positions[axis]), False, half)
+        values = _dft_matrix(plan.lengths[axis], plan.frequencies[axis], tuple(positions[axis]), False, half)
         matrix = xp.asarray(values, dtype=dtype, device=device_of(taps))
         if axis == 0 and rows is not None:
             matrix = matrix[rows, :]
@@ -249,7 +250,7 @@ def read_taps(
     result = spectra
     for axis in range(ndim):  # the arrays shrink from L to k per axis: the large ones first
         half = plan.real and axis == ndim - 1
-        values = _dft_values(plan.lengths[axis], plan.frequencies[axis], tuple(positions[axis]), True, half)
+        values = _dft_matrix(plan.lengths[axis], plan.frequencies[axis], tuple(positions[axis]), True, half)
         matrix = xp.asarray(values, dtype=spectra.dtype, device=device_of(spectra))
         if axis == 0 and rows is not None:
             matrix = matrix[:, rows]
