@@ -137,3 +137,20 @@ def test_integers_never_take_the_fft() -> None:
         xpconv.conv2d(x, kernel, method="fft")
     z = xpconv.conv2d(x, kernel)  # "auto" on a large integer kernel: exact, not by the FFT
     assert z.dtype == np.int64 and int(z[0, 0, 0, 0]) == 225 and math.prod(z.shape) == 26 * 26
+
+
+def test_auto_takes_the_fft_for_the_large_kernels_and_none_of_the_classic_layers() -> None:
+    """The rule "auto" follows without autotuning, on the two benchmark suites: the FFT measured
+    slower than the column matrix on every classic layer (mnist5x5's 5x5 kernel included) and
+    faster on every large one (see fft_pays and the README's tables)."""
+    from xpconv import _gradients
+    from xpconv.tools.bench import CLASSIC, LARGE
+
+    for spec, expected in [*((s, False) for s in CLASSIC), *((s, True) for s in LARGE)]:
+        x_shape, kernel_shape, _ = spec.shapes
+        geometry = conv_geometry(x_shape, kernel_shape, ndim=spec.ndim, **spec.params)
+        for grad in ("forward", "input", "weight"):
+            methods = ("winograd", "fft", "direct", "dilate")
+            applicable = [m for m in methods if _gradients._obstacle(m, geometry, NUMPY, np.float32) is None]
+            chosen = _gradients._rule(grad, geometry, applicable)
+            assert (chosen == "fft") == expected, (spec.name, grad, chosen)

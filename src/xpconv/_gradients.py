@@ -1,6 +1,6 @@
 """Forward pass and the three gradients of a convolution, for a validated :class:`ConvGeometry`.
 
-This is where dX, dK and db are computed. Two families of algorithms:
+This is where dX, dK and db are computed, by one of these algorithms:
 
 ``method="dilate"`` (the method of the tutorial "3.2.3 Backward Propagation Convolution layer (Vectorized)")
     dX: ``dz`` dilated by the stride, zero-padded, correlated at stride 1 with the kernel rotated
@@ -18,15 +18,24 @@ This is where dX, dK and db are computed. Two families of algorithms:
     stride-1 correlation of ``dz`` with the rotated kernel) and dK by Winograd's F(4x4, 3x3), see
     ``_winograd``. Elsewhere it raises a ``ValueError`` that says why.
 
+``method="fft"``
+    Any geometry, floating point: every pass as a product in the frequency domain, see ``_fft``;
+    its cost hardly depends on the kernel's size. Integers raise a ``ValueError``.
+
 ``method="auto"`` (the default) is ``winograd`` where it applies and measured faster
-(:func:`winograd_pays`, per pass); otherwise ``direct``, except for dX at stride 1 when ``F/g <= C/g``: there
+(:func:`winograd_pays`, per pass), ``fft`` where its estimated cost is well below the column
+matrix's (:func:`fft_pays`: large kernels); otherwise ``direct``, except for dX at stride 1 when ``F/g <= C/g``: there
 the tutorial's correlation inserts no zeros and its column buffer (``F/g * k`` rows) is no larger
 than col2im's (``C/g * k`` rows), and one matrix product beats col2im's strided adds (measured
 on the benchmark layers: 26 ms against 40 ms for resnet3x3's dX on NumPy; with ``F/g > C/g``, as
 in mnist5x5 with 1 channel and 8 filters, col2im took 1.0 ms against 4.1 ms).
 
 The forward pass takes ``method`` too: ``direct`` and ``dilate`` are the same column-matrix
-correlation there.
+correlation there. With autotuning on (``xpconv.autotune``), ``"auto"`` times the methods that
+apply instead of following these rules (``_autotune``).
+
+The passes are bilinear, for every method; the complex conjugations of the gradients are the
+callers' (``_api``, ``_transpose``).
 """
 
 from __future__ import annotations
@@ -39,13 +48,15 @@ from ._autotune import autotuning, tuned
 from ._blocks import dilate_axes
 from ._contract import Windows, contract_weights, correlate, scatter_windows
 from ._dask import over_dask_chunks
-from ._fft import fft_forward, fft_input_grad, fft_weight_grad
+from ._fft import FFTPlan, fft_forward, fft_input_grad, fft_weight_grad
 from ._geometry import ConvGeometry
 from ._winograd import Tiling, winograd_correlate, winograd_weight_grad
 from .typing import Array, Method, Namespace
 
 # Channels per group, on both sides, from which "auto" takes Winograd (measured: see winograd_pays).
 WINOGRAD_MIN_CHANNELS = 16
+# How much cheaper the FFT must look before "auto" takes it (see fft_pays).
+FFT_MARGIN = 1.6
 
 __all__ = [
     "add_bias",
@@ -108,8 +119,27 @@ def fft_obstacle(xp: Namespace, dtype: Any) -> str | None:
 
 
 def fft_pays(geometry: ConvGeometry, grad: str) -> bool:
-    """Whether ``"auto"`` takes the FFT for a pass (given that it applies). PLACEHOLDER, fitted below."""
-    return math.prod(geometry.kernel_size) >= 49
+    """Whether ``"auto"`` takes the FFT for a pass (given that it applies), from an estimate of both
+    costs in multiply-adds; the same for the three passes (their costs moved together).
+
+    The column-matrix passes cost ``N F (C/g) prod(out) prod(k)``. The FFT costs its transforms,
+    ``N (C + F) L log2 L`` (``L`` the product of the transform lengths), and the per-frequency
+    products, ``4 N F (C/g) Lf`` (complex, ``Lf`` the frequencies kept) plus the kernel's spectrum.
+    Fitted to 99 geometries x 3 passes timed on the project's 2 cores, NumPy and torch (1-D and 2-D;
+    3 to 129 taps; depthwise to 128 -> 128 channels; 14 to 4096 samples): the FFT wins where the
+    column matrix costs more than ``0.5 transforms + 4 products`` (right for 88% of the passes, and
+    the wrong picks within 1.5x), and ``"auto"`` asks for 1.6 times that, so that no layer of the
+    classic suite (the largest is mnist5x5's 5x5 kernel: ratio 1.3) takes it where it measured
+    slower. ``grad`` is unused: the rule is the same for every pass. Autotuning measures instead.
+    """
+    plan = FFTPlan.of(geometry, real=True)
+    channels_per_group = geometry.in_channels // geometry.groups
+    pairs = geometry.out_channels * channels_per_group
+    direct = geometry.batch * pairs * math.prod(geometry.output_size) * math.prod(geometry.kernel_size)
+    length, frequencies = math.prod(plan.lengths), math.prod(plan.frequencies)
+    transforms = geometry.batch * (geometry.in_channels + geometry.out_channels) * length * math.log2(max(length, 2))
+    products = 4 * geometry.batch * pairs * frequencies + 8 * pairs * frequencies
+    return direct > FFT_MARGIN * (0.5 * transforms + 4 * products)
 
 
 def _forward_windows(geometry: ConvGeometry) -> Windows:
