@@ -79,8 +79,9 @@ def _backward(
     mode = bias_mode(options.bias, geometry.out_channels, geometry.output_size)
     _dz_shape(dz, geometry)
     check_memory(geometry, xp, x)
-    dx = _gradients.input_grad(dz, conjugate(kernel, xp), xp, geometry, options.method, options.workspace)
-    dkernel = _gradients.weight_grad(dz, conjugate(x, xp), xp, geometry, options.method, options.workspace)
+    dx, dkernel = _gradients.input_and_weight_grads(
+        dz, conjugate(x, xp), conjugate(kernel, xp), xp, geometry, options.method, options.workspace
+    )
     dbias = _gradients.bias_grad(dz, xp, geometry, mode)
     return to_layout(dx, xp, options.layout), dkernel, bias_to_layout(dbias, xp, options)
 

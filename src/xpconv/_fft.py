@@ -37,7 +37,7 @@ from ._contract import over_batch
 from ._geometry import ConvGeometry
 from .typing import Array, Namespace
 
-__all__ = ["FFTPlan", "fast_length", "fft_forward", "fft_input_grad", "fft_weight_grad"]
+__all__ = ["FFTPlan", "fast_length", "fft_backward", "fft_forward", "fft_input_grad", "fft_weight_grad"]
 
 # Transform lengths whose prime factors are these: pocketfft (NumPy), MKL and cuFFT are fastest there.
 FAST_FACTORS = (2, 3, 5, 7)
@@ -376,41 +376,84 @@ def fft_forward(x: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, 
     return over_batch(chunk, [x], xp, sample_bytes=sample_bytes, workspace=workspace, cpu_budget=_cpu_budget(workspace))
 
 
-def fft_input_grad(dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:
-    """dX ``(N, C, *n)`` by the tutorial's method: ``dz`` dilated by the stride and convolved with the
-    dilated kernel (the correlation with the rotated kernel), by the FFT; bilinear in ``dz`` and ``kernel``."""
-    plan = FFTPlan.of(geometry, xp.isdtype(dz.dtype, "real floating"))
+def _input_grad_product(kernel: Array, xp: Namespace, plan: FFTPlan, workspace: int) -> Callable[[Array], Array]:
+    """dz's spectra ``(n, F, *freq)`` -> dX's ``(n, C, *freq)``: the product with the kernel's spectrum."""
+    geometry = plan.geometry
     groups, channels = geometry.groups, geometry.in_channels
-    if dz.shape[0] == 0 or math.prod(geometry.output_size) == 0:
-        return xp.zeros((dz.shape[0], *geometry.input_shape[1:]), dtype=dz.dtype, device=device_of(dz))
-    reads = tuple(slice(before, before + n) for (before, _), n in zip(geometry.pads, geometry.input_size))
     if _elementwise(geometry):
         multiplier = geometry.out_channels // groups
         flat = xp.reshape(kernel, (groups, multiplier, *geometry.kernel_size))
         weights = tap_spectrum(flat, xp, plan, plan.input_grad_taps(), first=2)
 
-        def product(spectra: Array) -> Array:
+        def elementwise(spectra: Array) -> Array:
             grouped = xp.reshape(spectra, (spectra.shape[0], groups, multiplier, *spectra.shape[2:]))
             return xp.sum(grouped * weights, axis=2)
-    else:
-        by_frequency = _per_frequency(
-            _kernel_by_group(kernel, xp, geometry, swap=True),
-            xp,
-            plan,
-            plan.input_grad_taps(),
-            inner=geometry.out_channels // groups,
-            outer=channels // groups,
-            workspace=workspace,
-        )
 
-        def product(spectra: Array) -> Array:
-            return _to_channels_first(by_frequency(_to_frequency_major(spectra, xp, groups)), xp)
+        return elementwise
+    by_frequency = _per_frequency(
+        _kernel_by_group(kernel, xp, geometry, swap=True),
+        xp,
+        plan,
+        plan.input_grad_taps(),
+        inner=geometry.out_channels // groups,
+        outer=channels // groups,
+        workspace=workspace,
+    )
+    return lambda spectra: _to_channels_first(by_frequency(_to_frequency_major(spectra, xp, groups)), xp)
+
+
+def _input_grad_reads(geometry: ConvGeometry) -> tuple[slice, ...]:
+    """Where dX lies in the circular result: from ``before``, the input's size."""
+    return tuple(slice(before, before + n) for (before, _), n in zip(geometry.pads, geometry.input_size))
+
+
+def _weight_grad_taps(grads: Array, inputs: Array, xp: Namespace, plan: FFTPlan, blocks: list[slice]) -> Array:
+    """dK ``(F, C // g, *k)`` of one batch chunk from the spectra of its dilated dz ``(n, F, *freq)``
+    and its flipped x ``(n, C, *freq)``: summed over the chunk per frequency, read at each tap."""
+    geometry = plan.geometry
+    groups, filters, ndim = geometry.groups, geometry.out_channels, geometry.ndim
+    reads = plan.weight_grad_reads()
+    if _elementwise(geometry):
+        multiplier = filters // groups
+        grouped = xp.reshape(grads, (grads.shape[0], groups, multiplier, *grads.shape[2:]))
+        summed = xp.sum(grouped * inputs[:, :, None, ...], axis=0)  # (g, F // g, *freq)
+        return xp.reshape(read_taps(summed, xp, plan, reads, first=2), geometry.kernel_shape)
+    # (*freq, g, F // g, n) @ (*freq, g, n, C // g), summed block by block into the taps
+    grads_t = xp.matrix_transpose(_to_frequency_major(grads, xp, groups))
+    inputs_t = _to_frequency_major(inputs, xp, groups)
+    taps = None
+    for rows in blocks:
+        products = xp.matmul(grads_t[rows, ...], inputs_t[rows, ...])
+        share = read_taps(products, xp, plan, reads, first=0, rows=None if len(blocks) == 1 else rows)
+        taps = share if taps is None else taps + share
+    # (*k, g, F // g, C // g) -> (F, C // g, *k)
+    moved = xp.permute_dims(taps, (ndim, ndim + 1, ndim + 2, *range(ndim)))
+    return xp.reshape(moved, geometry.kernel_shape)
+
+
+def _weight_grad_blocks(plan: FFTPlan, xp: Namespace, like: Array, workspace: int) -> list[slice]:
+    """Blocks of frequencies for dK's ``(F, C // g)`` products per frequency, within the workspace."""
+    geometry = plan.geometry
+    pairs = geometry.out_channels * (geometry.in_channels // geometry.groups)
+    return _frequency_blocks(plan, plan.spectrum_bytes(pairs, xp, like.dtype), workspace)
+
+
+def _empty_result(geometry: ConvGeometry) -> bool:
+    return math.prod(geometry.output_size) == 0
+
+
+def fft_input_grad(dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:
+    """dX ``(N, C, *n)`` by the tutorial's method: ``dz`` dilated by the stride and convolved with the
+    dilated kernel (the correlation with the rotated kernel), by the FFT; bilinear in ``dz`` and ``kernel``."""
+    plan = FFTPlan.of(geometry, xp.isdtype(dz.dtype, "real floating"))
+    if dz.shape[0] == 0 or _empty_result(geometry):
+        return xp.zeros((dz.shape[0], *geometry.input_shape[1:]), dtype=dz.dtype, device=device_of(dz))
+    product, reads = _input_grad_product(kernel, xp, plan, workspace), _input_grad_reads(geometry)
 
     def chunk(dz_part: Array) -> Array:
-        y = inverse(product(spectrum(dz_part, xp, plan, step=geometry.stride)), xp, plan)
-        return y[(..., *reads)]
+        return inverse(product(spectrum(dz_part, xp, plan, step=geometry.stride)), xp, plan)[(..., *reads)]
 
-    sample_bytes = plan.spectrum_bytes(2 * channels + geometry.out_channels, xp, dz.dtype)
+    sample_bytes = plan.spectrum_bytes(2 * geometry.in_channels + geometry.out_channels, xp, dz.dtype)
     return over_batch(
         chunk, [dz], xp, sample_bytes=sample_bytes, workspace=workspace, cpu_budget=_cpu_budget(workspace)
     )
@@ -419,36 +462,15 @@ def fft_input_grad(dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeomet
 def fft_weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:
     """dK ``(F, C // g, *k)``: ``sum_n conv(dilate(dz), flip(x))`` read at each tap, by the FFT; bilinear."""
     plan = FFTPlan.of(geometry, xp.isdtype(x.dtype, "real floating"))
-    groups, filters, channels, ndim = geometry.groups, geometry.out_channels, geometry.in_channels, geometry.ndim
-    per_group = channels // groups
-    kernel_shape = geometry.kernel_shape
-    if x.shape[0] == 0 or math.prod(geometry.output_size) == 0:
-        return xp.zeros(kernel_shape, dtype=x.dtype, device=device_of(x))
-    reads = plan.weight_grad_reads()
-    blocks = _frequency_blocks(plan, plan.spectrum_bytes(filters * per_group, xp, x.dtype), workspace)
+    if x.shape[0] == 0 or _empty_result(geometry):
+        return xp.zeros(geometry.kernel_shape, dtype=x.dtype, device=device_of(x))
+    blocks = _weight_grad_blocks(plan, xp, x, workspace)
 
     def chunk(dz_part: Array, x_part: Array) -> Array:
         grads = spectrum(dz_part, xp, plan, step=geometry.stride)
-        inputs = spectrum(x_part, xp, plan, flip=True)
-        if _elementwise(geometry):
-            multiplier = filters // groups
-            grouped = xp.reshape(grads, (grads.shape[0], groups, multiplier, *grads.shape[2:]))
-            summed = xp.sum(grouped * inputs[:, :, None, ...], axis=0)  # (g, F // g, *freq)
-            taps = read_taps(summed, xp, plan, reads, first=2)
-            return xp.reshape(taps, kernel_shape)
-        # (*freq, g, F // g, n) @ (*freq, g, n, C // g), summed block by block into the taps
-        grads_t = xp.matrix_transpose(_to_frequency_major(grads, xp, groups))
-        inputs_t = _to_frequency_major(inputs, xp, groups)
-        taps = None
-        for rows in blocks:
-            products = xp.matmul(grads_t[rows, ...], inputs_t[rows, ...])
-            share = read_taps(products, xp, plan, reads, first=0, rows=None if len(blocks) == 1 else rows)
-            taps = share if taps is None else taps + share
-        # (*k, g, F // g, C // g) -> (F, C // g, *k)
-        moved = xp.permute_dims(taps, (ndim, ndim + 1, ndim + 2, *range(ndim)))
-        return xp.reshape(moved, kernel_shape)
+        return _weight_grad_taps(grads, spectrum(x_part, xp, plan, flip=True), xp, plan, blocks)
 
-    sample_bytes = plan.spectrum_bytes(channels + filters, xp, x.dtype)
+    sample_bytes = plan.spectrum_bytes(geometry.in_channels + geometry.out_channels, xp, x.dtype)
     return over_batch(
         chunk,
         [dz, x],
@@ -458,3 +480,29 @@ def fft_weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, 
         combine="sum",
         cpu_budget=_cpu_budget(workspace),
     )
+
+
+def fft_backward(
+    dz: Array, x: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, workspace: int
+) -> tuple[Array, Array]:
+    """dX and dK together (bilinear, as :func:`fft_input_grad` and :func:`fft_weight_grad`): each
+    batch chunk's dz goes through one FFT that serves both (measured: one transform of the five in
+    a forward and backward pass)."""
+    plan = FFTPlan.of(geometry, xp.isdtype(x.dtype, "real floating"))
+    if x.shape[0] == 0 or _empty_result(geometry):
+        return fft_input_grad(dz, kernel, xp, geometry, workspace), fft_weight_grad(dz, x, xp, geometry, workspace)
+    product, reads = _input_grad_product(kernel, xp, plan, workspace), _input_grad_reads(geometry)
+    blocks = _weight_grad_blocks(plan, xp, x, workspace)
+    dkernel: list[Array] = []  # each chunk's share, summed below
+
+    def chunk(dz_part: Array, x_part: Array) -> Array:
+        grads = spectrum(dz_part, xp, plan, step=geometry.stride)
+        share = _weight_grad_taps(grads, spectrum(x_part, xp, plan, flip=True), xp, plan, blocks)
+        dkernel[:] = [share if not dkernel else dkernel[0] + share]
+        return inverse(product(grads), xp, plan)[(..., *reads)]
+
+    sample_bytes = plan.spectrum_bytes(3 * geometry.in_channels + geometry.out_channels, xp, x.dtype)
+    dx = over_batch(
+        chunk, [dz, x], xp, sample_bytes=sample_bytes, workspace=workspace, cpu_budget=_cpu_budget(workspace)
+    )
+    return dx, dkernel[0]

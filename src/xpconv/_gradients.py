@@ -44,11 +44,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from array_api_compat import is_dask_namespace
+
 from ._autotune import autotuning, tuned
 from ._blocks import dilate_axes
 from ._contract import Windows, contract_weights, correlate, scatter_windows
 from ._dask import over_dask_chunks
-from ._fft import FFTPlan, fft_forward, fft_input_grad, fft_weight_grad
+from ._fft import FFTPlan, fft_backward, fft_forward, fft_input_grad, fft_weight_grad
 from ._geometry import ConvGeometry
 from ._winograd import Tiling, winograd_correlate, winograd_weight_grad
 from .typing import Array, Method, Namespace
@@ -62,6 +64,7 @@ __all__ = [
     "add_bias",
     "bias_grad",
     "forward",
+    "input_and_weight_grads",
     "input_grad",
     "weight_grad",
     "winograd_obstacle",
@@ -291,6 +294,33 @@ def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, meth
         ),
     }
     return _run("weight", method, passes, geometry, xp, x)
+
+
+def input_and_weight_grads(
+    dz: Array, x: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, method: Method, workspace: int
+) -> tuple[Array, Array]:
+    """dX and dK of one backward call (bilinear; the caller conjugates complex ``x`` and ``kernel``).
+    Where both passes take the FFT, they share dz's spectrum (:func:`~xpconv._fft.fft_backward`);
+    elsewhere, and on Dask (whose chunks run each pass apart), they are :func:`input_grad` and
+    :func:`weight_grad`."""
+    if not is_dask_namespace(xp) and _both_by_fft(method, geometry, xp, x):
+        return fft_backward(dz, x, kernel, xp, geometry, workspace)
+    return input_grad(dz, kernel, xp, geometry, method, workspace), weight_grad(dz, x, xp, geometry, method, workspace)
+
+
+def _both_by_fft(method: Method, geometry: ConvGeometry, xp: Namespace, like: Array) -> bool:
+    """Whether dX and dK both go by the FFT: asked for (and possible), or the rule's pick for both when
+    "auto" is not autotuned (then each pass is timed on its own)."""
+    if fft_obstacle(xp, like.dtype) is not None:
+        return False  # "fft" asked for raises in the passes themselves, with the reason
+    if method == "fft":
+        return True
+    if method != "auto" or autotuning(like, xp):
+        return False
+    applicable = [
+        name for name in ("winograd", "fft", "dilate", "direct") if _obstacle(name, geometry, xp, like.dtype) is None
+    ]
+    return all(_rule(grad, geometry, applicable) == "fft" for grad in ("input", "weight"))
 
 
 def _weight_grad_by_correlation(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:
