@@ -423,7 +423,10 @@ def _weight_grad_taps(grads: Array, inputs: Array, xp: Namespace, plan: FFTPlan,
     inputs_t = _to_frequency_major(inputs, xp, groups)
     taps = None
     for rows in blocks:
-        products = xp.matmul(grads_t[rows, ...], inputs_t[rows, ...])
+        left, right = grads_t[rows, ...], inputs_t[rows, ...]
+        # a chunk of one sample makes outer products: a broadcast product, which NumPy computed in
+        # a third of matmul's time (8 -> 8 channels at 144x144 frequencies: 7.9 ms against 2.5)
+        products = left * right if left.shape[-1] == 1 else xp.matmul(left, right)
         share = read_taps(products, xp, plan, reads, first=0, rows=None if len(blocks) == 1 else rows)
         taps = share if taps is None else taps + share
     # (*k, g, F // g, C // g) -> (F, C // g, *k)
