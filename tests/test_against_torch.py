@@ -125,16 +125,20 @@ def test_table_complex(eager_xp, case, dtype: str) -> None:
     check_case(eager_xp, case, dtype, seed=CASES.index(case))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+COMPLEX = {"float64": "complex128", "float32": "complex64"}
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the xp fixture is stateless
-@given(case=geometries(), seed=st.integers(0, 2**32 - 1))
-def test_drawn_geometries(eager_xp, case, dtype: str, seed: int) -> None:
-    check_case(eager_xp, case, dtype, seed)
+@given(case=geometries(), seed=st.integers(0, 2**32 - 1), complex_data=st.booleans())
+def test_drawn_geometries(eager_xp, case, precision: str, seed: int, complex_data: bool) -> None:
+    """Drawn geometries, real or complex data (drawn, so that complex data costs no extra examples)."""
+    check_case(eager_xp, case, COMPLEX[precision] if complex_data else precision, seed)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("precision", ["float64", "float32"])
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=geometries(kernel_size=(3, 3), stride=(1, 1)), seed=st.integers(0, 2**32 - 1))
-def test_drawn_winograd_geometries(eager_xp, case, dtype: str, seed: int) -> None:
+@given(case=geometries(kernel_size=(3, 3), stride=(1, 1)), seed=st.integers(0, 2**32 - 1), complex_data=st.booleans())
+def test_drawn_winograd_geometries(eager_xp, case, precision: str, seed: int, complex_data: bool) -> None:
     """3x3 at stride 1: every method, "winograd" included, on drawn padding, dilation, groups and sizes."""
-    check_case(eager_xp, case, dtype, seed)
+    check_case(eager_xp, case, COMPLEX[precision] if complex_data else precision, seed)

@@ -56,9 +56,11 @@ def test_release_gate_draws_every_kind(capsys: pytest.CaptureFixture[str]) -> No
     assert run_gate(150, seed=3) == 0
     output = capsys.readouterr().out
     kinds = ["1-D", "2-D", "3-D", "transposed", "convolution", "channels_last", "channels_first", "depthwise"]
-    kinds += ["grouped", "dense", "dilated", "int64", "float64", "bias None", "bias tied", "bias untied"]
-    kinds += [f"method {m}" for m in ("auto", "direct", "dilate", "winograd")]
+    kinds += ["grouped", "dense", "dilated", "undilated", "int64", "float64", "complex128"]
+    kinds += ["bias None", "bias tied", "bias untied"]
+    kinds += [f"method {m}" for m in ("auto", "direct", "dilate", "winograd", "fft")]
     summary = next(line for line in output.splitlines() if line.startswith("cases per kind"))
-    for kind in kinds:
-        assert f"{kind} " in summary, f"the gate drew no {kind} case: {summary}"
+    counts = dict(entry.rsplit(" ", 1) for entry in summary.removeprefix("cases per kind: ").split(", "))
+    for kind in kinds:  # whole names: "dilated" must not be found inside "undilated"
+        assert int(counts.get(kind, 0)) > 0, f"the gate drew no {kind} case: {summary}"
     assert "0 mismatches" in output

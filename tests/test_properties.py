@@ -13,7 +13,7 @@ from helpers import NUMPY, asarray, assert_close, torch_reference
 import xpconv
 
 GEOMETRY = {"stride": (2, 1), "padding": ((1, 0), (2, 1)), "dilation": (1, 2), "groups": 2}
-METHODS = ("auto", "direct", "dilate")
+METHODS = ("auto", "direct", "dilate", "fft")
 
 
 def arrays(seed: int = 0, batch: int = 2):

@@ -73,7 +73,7 @@ def test_transforms_give_the_correlation_exactly(m: int) -> None:
         assert y == [sum(d[i + k] * taps[k] for k in range(3)) for i in range(m)]
 
 
-WINOGRAD_LAYERS = [name for name, spec in LAYERS.items() if spec[5] == 3 and spec[6] == 1]  # 3x3, stride 1
+WINOGRAD_LAYERS = [name for name, spec in LAYERS.items() if spec.kernel == 3 and spec.stride == 1]  # 3x3, stride 1
 
 
 @pytest.mark.parametrize("method", ["auto", "winograd"])
@@ -85,7 +85,9 @@ def test_float32_accuracy_on_benchmark_layers(name: str, method: str) -> None:
     except in dK's sum, which the float64 scale below absorbs the same way).
     """
     pytest.importorskip("torch", reason="torch autograd is the reference")
-    _, channels, height, width, filters, _, _, padding, dilation, groups = LAYERS[name]
+    spec = LAYERS[name]
+    channels, (height, width), filters = spec.channels, spec.size, spec.filters
+    padding, dilation, groups = spec.padding, spec.dilation, spec.groups
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, channels, height, width))
     kernel = rng.standard_normal((filters, channels // groups, 3, 3))

@@ -62,7 +62,20 @@ def autotune(enabled: bool | None = None) -> bool:
 
 def tuned_methods() -> dict[str, str]:
     """What autotuning chose so far: a readable key per (pass, geometry, dtype, library, device) and
-    its method. ``autotune(False)`` keeps them; ``tuned_methods().clear()`` clears only the copy."""
+    its method. ``autotune(False)`` keeps them; ``tuned_methods().clear()`` clears only the copy.
+
+    >>> import numpy as np, xpconv
+    >>> was_on = xpconv.autotune()
+    >>> xpconv.autotune(True)
+    True
+    >>> z = xpconv.conv1d(np.ones((2, 3, 4000)), np.ones((5, 3, 301)), padding="same")
+    >>> for key, method in xpconv.tuned_methods().items():
+    ...     if "(5, 3, 301)" in key:
+    ...         print(key, "->", method in xpconv.METHODS)  # the fastest on this machine ("fft", most likely)
+    forward numpy cpu float64: input (2, 3, 4000), kernel (5, 3, 301), stride (1,),
+    pads ((150, 150),), dilation (1,), groups 1 -> True
+    >>> _ = xpconv.autotune(was_on)
+    """
     with _lock:
         return {_describe(key): method for key, method in _choices.items()}
 
