@@ -59,24 +59,32 @@ options = st.dictionaries(
 )
 
 FUNCTIONS = {
-    "conv": (xpconv.conv, 3),
-    "conv1d": (xpconv.conv1d, 3),
-    "conv2d": (xpconv.conv2d, 3),
-    "conv3d": (xpconv.conv3d, 3),
-    "conv_backward": (xpconv.conv_backward, 3),
-    "conv2d_backward": (xpconv.conv2d_backward, 3),
-    "conv_input_grad": (xpconv.conv_input_grad, 3),
-    "conv2d_input_grad": (xpconv.conv2d_input_grad, 3),
-    "conv_weight_grad": (xpconv.conv_weight_grad, 3),
-    "conv2d_weight_grad": (xpconv.conv2d_weight_grad, 3),
-    "conv_transpose": (xpconv.conv_transpose, 3),
-    "conv_transpose_backward": (xpconv.conv_transpose_backward, 3),
+    **{name: (getattr(xpconv, name), 3) for name in ("conv", "conv1d", "conv2d", "conv3d")},
+    **{f"{prefix}_backward": (getattr(xpconv, f"{prefix}_backward"), 3)
+       for prefix in ("conv", "conv1d", "conv2d", "conv3d")},
+    **{f"{prefix}_{grad}": (getattr(xpconv, f"{prefix}_{grad}"), 3)
+       for prefix in ("conv", "conv1d", "conv2d", "conv3d") for grad in ("input_grad", "weight_grad")},
+    **{name: (getattr(xpconv, name), 3)
+       for name in ("conv_transpose", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")},
+    **{f"{name}_backward": (getattr(xpconv, f"{name}_backward"), 3)
+       for name in ("conv_transpose", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")},
     "dilate": (xpconv.dilate, 2),
     "pad": (xpconv.pad, 2),
     "rotate180": (xpconv.rotate180, 1),
     "windows": (xpconv.windows, 4),
+    "conv_output_shape": (xpconv.conv_output_shape, 2),
+    "resolve_padding": (xpconv.resolve_padding, 5),
+    "autotune": (xpconv.autotune, 1),
+    **{layer.__name__: (layer, 3)
+       for layer in (xpconv.Conv1d, xpconv.Conv2d, xpconv.Conv3d,
+                     xpconv.ConvTranspose1d, xpconv.ConvTranspose2d, xpconv.ConvTranspose3d)},
+}  # fmt: skip
+# Functions whose arguments are all plain values (shapes, ints, options), no arrays.
+PLAIN = {"conv_output_shape", "resolve_padding", "autotune", "Conv1d", "Conv2d", "Conv3d"} | {
+    f"ConvTranspose{n}d" for n in (1, 2, 3)
 }
-SHAPE_ARGUMENT = {"conv_input_grad": 2, "conv2d_input_grad": 2, "conv_weight_grad": 2, "conv2d_weight_grad": 2}
+LAYER_OPTIONS = ["stride", "padding", "dilation", "groups", "bias", "method", "output_padding", "dtype", "seed"]
+SHAPE_ARGUMENT = {name: 2 for name in FUNCTIONS if name.endswith(("input_grad", "weight_grad"))}
 
 
 def snapshot(value):
@@ -85,8 +93,11 @@ def snapshot(value):
 
 @st.composite
 def valid_call(draw, name: str) -> tuple[list, dict]:
-    """A call of a convolution function that should compute: consistent shapes and options."""
-    ndim = {"conv1d": 1, "conv2d": 2, "conv3d": 3}.get(name.split("_")[0]) or draw(st.integers(1, 3))
+    """A call of a convolution function that should compute: consistent shapes and options, any method
+    (one that refuses this call, as "winograd" off 3x3 or "fft" with integers, replaced by "auto"),
+    either layout."""
+    fixed = name.removeprefix("conv_transpose").removeprefix("conv").split("_")[0]  # "1d", "2d", "3d" or ""
+    ndim = {"1d": 1, "2d": 2, "3d": 3}.get(fixed) or draw(st.integers(1, 3))
     groups = draw(st.integers(1, 2))
     channels, filters = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
     ksize = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
@@ -100,33 +111,38 @@ def valid_call(draw, name: str) -> tuple[list, dict]:
         "padding": draw(st.sampled_from([0, 1, (1,) * ndim])),
         "dilation": dilation,
         "groups": groups,
-        "layout": "channels_first",
-        "method": draw(st.sampled_from(["auto", "direct", "dilate", "winograd"])),
+        "method": draw(st.sampled_from(["auto", "direct", "dilate", "winograd", "fft"])),
     }
-    if name.startswith("conv_transpose"):
+    transposed = name.startswith("conv_transpose")
+    if transposed:
         kernel = rng.integers(0, 5, (channels, filters // groups, *ksize)).astype(dtype)
         options["output_padding"], options["padding"] = 0, 0  # padding may leave no output
-        try:
-            out = xpconv.conv_transpose(x, kernel, **options)
-        except ValueError:  # winograd where it does not apply
-            options["method"] = "auto"
-            out = xpconv.conv_transpose(x, kernel, **options)
-        if name == "conv_transpose":
-            return [x, kernel, None], options
-        return [np.ones_like(out), x, kernel], options
-    kernel = rng.integers(0, 5, (filters, channels // groups, *ksize)).astype(dtype)
-    options.pop("method")
-    out = xpconv.conv(x, kernel, **options)
-    options["method"] = "direct"
+        forward = xpconv.conv_transpose
+    else:
+        kernel = rng.integers(0, 5, (filters, channels // groups, *ksize)).astype(dtype)
+        forward = xpconv.conv
+    try:
+        out = forward(x, kernel, **options)
+    except ValueError:  # a method that refuses this call
+        options["method"] = "auto"
+        out = forward(x, kernel, **options)
     dz = np.ones_like(out)
     if name.endswith("input_grad"):
-        return [dz, kernel, tuple(x.shape)], options
-    if name.endswith("weight_grad"):
-        return [dz, x, tuple(kernel.shape)], options
-    if name.endswith("backward"):
-        return [dz, x, kernel], dict(options, bias=draw(st.sampled_from(["tied", "untied", None])))
-    options.pop("method")
-    return [x, kernel, None], options
+        args, moved = [dz, kernel, tuple(x.shape)], [0]
+    elif name.endswith("weight_grad"):
+        args, moved = [dz, x, tuple(kernel.shape)], [0, 1]
+    elif name.endswith("backward"):
+        args, moved = [dz, x, kernel], [0, 1]
+        options["bias"] = draw(st.sampled_from(["tied", "untied", None]))
+    else:
+        args, moved = [x, kernel, None], [0]
+    if draw(st.booleans()):  # the same call channels-last: x and dz (N, *spatial, C), the shapes to match
+        options["layout"] = "channels_last"
+        for i in moved:
+            args[i] = np.moveaxis(args[i], 1, -1)
+        if name.endswith("input_grad"):
+            args[2] = (x.shape[0], *x.shape[2:], x.shape[1])
+    return args, options
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -134,7 +150,15 @@ def valid_call(draw, name: str) -> tuple[list, dict]:
 @given(data=st.data())
 def test_hostile_arguments(name: str, data: st.DataObject) -> None:
     function, positional = FUNCTIONS[name]
-    if name.startswith("conv") and data.draw(st.booleans()):
+    if name in PLAIN:
+        args = [data.draw(st.one_of(geometry_values, st.lists(ints, max_size=6).map(tuple))) for _ in range(positional)]
+        keys = ["stride", "padding", "dilation", "layout"] if name == "conv_output_shape" else LAYER_OPTIONS
+        kwargs = (
+            {}
+            if name in ("resolve_padding", "autotune")
+            else data.draw(st.dictionaries(st.sampled_from(keys), geometry_values, max_size=3))
+        )
+    elif name.startswith("conv") and data.draw(st.booleans()):
         # A valid call with one argument or option replaced by a hostile value (or none replaced).
         args, kwargs = data.draw(valid_call(name))
         slot = data.draw(st.integers(0, len(args) + 3))

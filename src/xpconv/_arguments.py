@@ -155,7 +155,11 @@ def prepare(**arrays: Array | None) -> tuple[Namespace, list[Array | None]]:
         # silently turn exact integer sums into rounded ones.
         described = ", ".join(f"{name}: {present[name].dtype}" for name in kinds if kinds[name] != "real floating")
         raise TypeError(f"integer and complex arrays do not mix ({described}); cast the integers to a complex dtype")
-    dtype = xp.result_type(*present.values())
+    try:
+        dtype = xp.result_type(*present.values())
+    except TypeError:  # the standard leaves integer with floating promotion to each library
+        described = ", ".join(f"{name}: {a.dtype}" for name, a in present.items())
+        raise TypeError(f"the arrays' dtypes have no common dtype in their library ({described})") from None
     if xp.isdtype(dtype, "integral"):
         if is_torch_namespace(xp) and getattr(first_device, "type", "cpu") != "cpu":
             dtypes = ", ".join(f"{name}: {a.dtype}" for name, a in present.items())

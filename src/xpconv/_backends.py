@@ -37,6 +37,7 @@ from .typing import Array, Namespace
 __all__ = [
     "add_into",
     "holds_data",
+    "host_memory",
     "integer_accumulator",
     "itemsize",
     "memory_limit",
@@ -188,6 +189,11 @@ def memory_limit(x: Array, xp: Namespace) -> int:
         return int(torch.cuda.get_device_properties(x.device).total_memory)
     if is_cupy_namespace(xp):
         return int(x.device.mem_info[1])
+    return host_memory()
+
+
+def host_memory() -> int:
+    """The machine's physical memory in bytes (unknown: no limit)."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # not a POSIX system

@@ -19,7 +19,8 @@ import numpy as np
 
 from . import _api, _transpose
 from ._arguments import namespace_of
-from ._geometry import int_tuple
+from ._backends import host_memory
+from ._geometry import check_fits, int_tuple
 from .typing import Array, IntOrTuple, Method, Namespace, Padding
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
@@ -85,10 +86,12 @@ class _Layer:
                 f"{type(self).__name__} has no output_padding (a transposed convolution's), got {output_padding!r}"
             )
         kernel = int_tuple(kernel_size, "kernel_size", self.ndim)
+        shape = (in_channels, out_channels // groups) if self.transposed else (out_channels, in_channels // groups)
+        # the parameters are drawn on the host (float64) before they move: refuse what cannot fit there
+        check_fits((*shape, *kernel), 16, host_memory(), what="the weight", cause="the channels and kernel_size")
         self.xp = _namespace(xp)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel
         self.options = {**options, "method": method}
-        shape = (in_channels, out_channels // groups) if self.transposed else (out_channels, in_channels // groups)
         rng = np.random.default_rng(seed)
         bound = 1 / math.sqrt(shape[1] * math.prod(kernel))
         dtype = self.xp.float32 if dtype is None else dtype

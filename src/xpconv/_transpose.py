@@ -48,6 +48,8 @@ def _geometry(
     """
     if len(x_shape) != ndim + 2:
         raise ValueError(f"x must be {ndim + 2}-D (N, C_in, *spatial), got shape {x_shape}")
+    if len(kernel_shape) != ndim + 2:
+        raise ValueError(f"kernel must be {ndim + 2}-D (C_in, F // groups, *kernel_size), got shape {kernel_shape}")
     padding = options.padding
     if isinstance(padding, str):
         raise ValueError(f"padding of a transposed convolution must be an int or per-axis ints, got {padding!r}")
