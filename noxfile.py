@@ -4,6 +4,8 @@ torch is pinned to 2.13.0 on CPU sessions: that wheel is on the project's machin
 unpinned torch downloads a multi-GB CUDA build.
 """
 
+import random
+
 import nox
 
 nox.options.sessions = ["numpy", "torch", "strict", "jax", "dask", "typecheck", "lint"]
@@ -47,11 +49,11 @@ def dask(session: nox.Session) -> None:
 
 @nox.session
 def gpu(session: nox.Session) -> None:
-    """CuPy and torch CUDA; needs a CUDA machine (the tests skip, with the reason, without one)."""
+    """Every test on the CuPy and torch CUDA backends, then the check with its CUDA rows; needs a CUDA
+    machine (the backends skip, with the reason, without one). torch unpinned: the CUDA build."""
     session.install("torch", "cupy-cuda12x", ".[test]")
-    session.run(
-        "python", "-m", "pytest", "-m", "gpu", *session.posargs, env={"XPCONV_TEST_BACKENDS": "torch-cuda,cupy"}
-    )
+    session.run("python", "-m", "pytest", *session.posargs, env={"XPCONV_TEST_BACKENDS": "torch-cuda,cupy"})
+    session.run("python", "-m", "xpconv", "check")
 
 
 @nox.session
@@ -63,9 +65,17 @@ def check(session: nox.Session) -> None:
 
 @nox.session
 def release(session: nox.Session) -> None:
-    """The release gate: 10,000 drawn cases of every kind against torch autograd (about 5 minutes on 2 cores)."""
-    session.install(TORCH_CPU, ".[test]")
-    session.run("python", "-m", "xpconv", "check", "--cases", "10000", "--seed", "0", *session.posargs)
+    """The release gate: 10,000 drawn cases of every kind against torch autograd (about 5 minutes on 2 cores),
+    then the test suite with hypothesis's release profile: five times the examples, drawn at random from a
+    seed printed here (rerun a failure with ``nox -s release -- --hypothesis-seed=N``)."""
+    session.install(TORCH_CPU, ".[test,jax,dask]")
+    session.run("python", "-m", "xpconv", "check", "--cases", "10000", "--seed", "0")
+    seed = next((arg for arg in session.posargs if arg.startswith("--hypothesis-seed")), None)
+    if seed is None:
+        seed = f"--hypothesis-seed={random.randrange(2**32)}"
+    session.log(f"hypothesis: {seed}")
+    extra = [arg for arg in session.posargs if not arg.startswith("--hypothesis-seed")]
+    session.run("python", "-m", "pytest", "--hypothesis-profile=release", seed, *extra)
 
 
 @nox.session

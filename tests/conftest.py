@@ -13,11 +13,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import installed
+from helpers import TEST_DEVICE, installed
 from hypothesis import settings
 
+# ci: the same examples on every run (CI must not flicker); dev: random ones; release (``nox -s
+# release``, ``pytest --hypothesis-profile=release``): five times as many, random, and the failing
+# example's blob printed (nox prints the seed it passes, to rerun with --hypothesis-seed).
 settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("dev", max_examples=60, deadline=None)
+settings.register_profile("release", max_examples=300, deadline=None, derandomize=False, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
@@ -82,19 +86,19 @@ def _namespace(name: str) -> Any:
     raise ValueError(name)
 
 
-@contextlib.contextmanager
-def _on_device(name: str) -> Iterator[None]:
-    """torch-cuda: new tensors (``xp.asarray``, ``xp.zeros``) go to the GPU while the test runs."""
-    if name != "torch-cuda":
-        yield
-        return
-    import torch
+DEVICES = {"torch": "cpu", "torch-cuda": "cuda"}
+"""The device each backend's test arrays go to, where it is not the library's default."""
 
-    torch.set_default_device("cuda")
+
+@contextlib.contextmanager
+def on_device(name: str) -> Iterator[None]:
+    """The test's arrays (``helpers.asarray``) go to the backend's device while the test runs;
+    torch's global default device stays the CPU (see ``helpers.TEST_DEVICE``)."""
+    TEST_DEVICE["device"] = DEVICES.get(name)
     try:
         yield
     finally:
-        torch.set_default_device("cpu")
+        TEST_DEVICE["device"] = None
 
 
 def _selected(name: str) -> bool:
@@ -129,12 +133,12 @@ BACKEND_PARAMS_BUT_JAX = [p for p in BACKEND_PARAMS if p.values[0] != "jax"]
 @pytest.fixture(params=BACKEND_PARAMS)
 def xp(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The namespace of each tested library (arrays made with ``helpers.asarray``)."""
-    with _on_device(request.param):
+    with on_device(request.param):
         yield _namespace(request.param)
 
 
 @pytest.fixture(params=BACKEND_PARAMS_BUT_JAX)
 def eager_xp(request: pytest.FixtureRequest) -> Iterator[Any]:
     """As ``xp``, without JAX (see ``BACKEND_PARAMS_BUT_JAX``)."""
-    with _on_device(request.param):
+    with on_device(request.param):
         yield _namespace(request.param)
