@@ -1,12 +1,16 @@
-"""What the tests share: making arrays of a library, reading them back, and one ``assert_close``.
+"""What the tests share: making arrays of a library, reading them back, one ``assert_close``, and the
+independent references: torch autograd in float64 where torch is installed, else the definitions
+in NumPy loops (``loop_reference``, ``loop_transpose_reference``; checked against torch in
+test_references.py), so that a NumPy-only install still tests values.
 
-Test files import from here (and from ``reference``, the independent references), never from each
-other. The ``xp`` fixture (``conftest.py``) yields the array API namespace of each tested library.
+Test files import from here, never from each other. The ``xp`` fixture (``conftest.py``) yields the
+array API namespace of each tested library.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,18 +25,29 @@ NUMPY = array_namespace(np.empty(0))
 
 
 def installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a finder that refuses it (test_check's "not installed" hook)
+        return False
+
+
+# The device the arrays of the running test go to, set by the ``xp`` fixture (conftest.py): "cpu" for
+# torch, "cuda" for torch-cuda, None (the library's default) elsewhere. Tests place their inputs there explicitly,
+# and torch's global default device is never changed, so that a tensor xpconv makes without
+# ``device=`` lands on the CPU and fails against CUDA inputs instead of following them silently.
+TEST_DEVICE: dict[str, Any] = {"device": None}
 
 
 def asarray(a: Any, xp: Any) -> Any:
-    """A copy of the NumPy array ``a`` in the library ``xp``, on its default device (Dask: chunked
+    """A copy of the NumPy array ``a`` in the library ``xp``, on the test's device (Dask: chunked
     along the first axis, the batch of x and dz, as a user's data would be)."""
     a = np.array(a, copy=True)
     if is_dask_namespace(xp):
         import dask.array as da
 
         return da.from_array(a, chunks=(max(1, a.shape[0] // 2), *a.shape[1:])) if a.ndim else da.from_array(a)
-    return xp.asarray(a)
+    device = TEST_DEVICE["device"]
+    return xp.asarray(a) if device is None else xp.asarray(a, device=device)
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -69,7 +84,7 @@ def assert_close(
     reaches it) and a method that rounds every output alike (the FFT) gives rounding noise there."""
     label = f"{what}: " if what else ""
     assert array_namespace(actual) is xp, f"{label}the result is a {type(actual)}, not an array of {xp.__name__}"
-    expected_device = device_of(xp.zeros(()))
+    expected_device = device_of(asarray(np.zeros(()), xp))
     assert device_of(actual) == expected_device, f"{label}on {device_of(actual)}, not {expected_device}"
     desired = np.asarray(desired)
     wanted = getattr(xp, desired.dtype.name) if dtype is None else dtype
@@ -94,6 +109,7 @@ def draw(rng: np.random.Generator, shape, dtype: str = "float64") -> np.ndarray:
 
 
 # --- independent references: torch autograd in float64, the padding forms spelled out by hand ---
+# Every reference tensor is made on the CPU explicitly, whatever torch's default device is.
 
 
 def explicit_pads(padding, input_size, kernel_size, stride, dilation) -> tuple[tuple[int, int], ...]:
@@ -132,8 +148,11 @@ def torch_reference(x, kernel, dz, *, stride, pads, dilation, groups) -> Gradien
     """Forward pass without bias, and all gradients, from torch autograd in float64, any 1-3 spatial axes.
 
     Padding goes through ``F.pad`` so that asymmetric padding is covered. Zero biases of both
-    kinds are leaves of the graph, so their gradients come from autograd too.
+    kinds are leaves of the graph, so their gradients come from autograd too. Without torch, the
+    definitions (:func:`loop_reference`).
     """
+    if not installed("torch"):
+        return loop_reference(x, kernel, dz, stride=stride, pads=pads, dilation=dilation, groups=groups)
     import torch
     import torch.nn.functional as F
 
@@ -144,35 +163,133 @@ def torch_reference(x, kernel, dz, *, stride, pads, dilation, groups) -> Gradien
     z = conv(F.pad(xt, _torch_pad(pads)), kt, tied, stride=stride, dilation=dilation, groups=groups)
     untied = _leaf(np.zeros(z.shape[1:]), dtype)
     z = z + untied
-    z.backward(torch.tensor(np.asarray(dz, dtype=dtype)))
+    z.backward(torch.tensor(np.asarray(dz, dtype=dtype), device="cpu"))
     return Gradients(z.detach().numpy(), xt.grad.numpy(), kt.grad.numpy(), tied.grad.numpy(), untied.grad.numpy())
 
 
 def torch_transpose_reference(x, kernel, dz, *, stride, padding, output_padding, dilation, groups) -> Gradients:
-    """torch.nn.functional.conv_transpose{1,2,3}d and its autograd gradients, float64."""
+    """torch.nn.functional.conv_transpose{1,2,3}d and its autograd gradients, float64.
+
+    ``padding`` may also hold ``(before, after)`` pairs, which torch does not take: then the
+    unpadded transposed convolution (with the output padding) is computed and ``before`` rows cut
+    from the start and ``after`` from the end of each axis, by definition. Without torch, the
+    definitions (:func:`loop_transpose_reference`)."""
+    if not installed("torch"):
+        params = dict(stride=stride, output_padding=output_padding, dilation=dilation, groups=groups)
+        return loop_transpose_reference(x, kernel, dz, padding=padding, **params)
     import torch
     import torch.nn.functional as F
 
-    conv_transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[kernel.ndim - 2]
+    ndim = kernel.ndim - 2
+    conv_transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[ndim]
     dtype = _reference_dtype(x, kernel, dz)
     xt, kt = _leaf(x, dtype), _leaf(kernel, dtype)
     tied = _leaf(np.zeros(kernel.shape[1] * groups), dtype)
-    z = conv_transpose(
-        xt, kt, tied, stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation
-    )
+    params = dict(stride=stride, output_padding=output_padding, groups=groups, dilation=dilation)
+    z = _padded_transpose(conv_transpose, xt, kt, tied, padding, params)
     untied = _leaf(np.zeros(z.shape[1:]), dtype)
     z = z + untied
-    z.backward(torch.tensor(np.asarray(dz, dtype=dtype)))
+    z.backward(torch.tensor(np.asarray(dz, dtype=dtype), device="cpu"))
     return Gradients(z.detach().numpy(), xt.grad.numpy(), kt.grad.numpy(), tied.grad.numpy(), untied.grad.numpy())
 
 
-def torch_transpose_output_shape(x_shape, kernel_shape, **params) -> tuple[int, ...]:
+def _padded_transpose(conv_transpose, x, kernel, bias, padding, params):
+    """torch's transposed convolution; with ``(before, after)`` pairs, unpadded and then cut."""
+    if isinstance(padding, int) or all(isinstance(p, int) for p in padding):
+        return conv_transpose(x, kernel, bias, padding=padding, **params)
+    pairs = [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+    z = conv_transpose(x, kernel, bias, padding=0, **params)
+    return z[(..., *(slice(before, n - after) for (before, after), n in zip(pairs, z.shape[2:])))]
+
+
+def torch_transpose_output_shape(x_shape, kernel_shape, *, padding=0, **params) -> tuple[int, ...]:
+    if not installed("torch"):
+        x, kernel = np.zeros(x_shape), np.zeros(kernel_shape)
+        return tuple(loop_transpose_reference(x, kernel, None, padding=padding, **params).z.shape)
     import torch
     import torch.nn.functional as F
 
     conv_transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[len(kernel_shape) - 2]
     with torch.no_grad():
-        return tuple(conv_transpose(torch.zeros(x_shape), torch.zeros(kernel_shape), **params).shape)
+        zeros = [torch.zeros(shape, device="cpu") for shape in (x_shape, kernel_shape)]
+        return tuple(_padded_transpose(conv_transpose, *zeros, None, padding, params).shape)
+
+
+def _per_axis(value, ndim: int) -> tuple:
+    return (value,) * ndim if isinstance(value, int) else tuple(value)
+
+
+def _taps(kernel_size):
+    return itertools.product(*(range(k) for k in kernel_size))
+
+
+def loop_reference(x, kernel, dz, *, stride, pads, dilation, groups) -> Gradients:
+    """The definitions in NumPy, one kernel tap and one group at a time (no window view, no xpconv):
+    ``z[n, f, o] = sum_{c, a} xpad[n, c, o*s + a*d] K[f, c, a]``; dX adds ``dz * conj(K)`` back to
+    those positions, dK sums ``dz * conj(xpad)`` over them (torch's convention for complex data)."""
+    ndim = kernel.ndim - 2
+    stride, dilation = _per_axis(stride, ndim), _per_axis(dilation, ndim)
+    dtype = _reference_dtype(x, kernel, dz)
+    x, kernel, dz = (np.asarray(a, dtype=dtype) for a in (x, kernel, dz))
+    padded = np.pad(x, ((0, 0), (0, 0), *pads))
+    channels, filters, out = x.shape[1] // groups, kernel.shape[0] // groups, dz.shape[2:]
+    z, dpadded, dkernel = np.zeros(dz.shape, dtype), np.zeros_like(padded), np.zeros_like(kernel)
+    for g, tap in itertools.product(range(groups), _taps(kernel.shape[2:])):
+        cs, fs = slice(g * channels, (g + 1) * channels), slice(g * filters, (g + 1) * filters)
+        where = (
+            slice(None),
+            cs,
+            *(slice(t * d, t * d + s * (o - 1) + 1, s) for t, d, s, o in zip(tap, dilation, stride, out)),
+        )
+        window, weights, grads = padded[where], kernel[(fs, slice(None), *tap)], dz[:, fs]
+        z[:, fs] += np.einsum("nc...,fc->nf...", window, weights)
+        dpadded[where] += np.einsum("nf...,fc->nc...", grads, np.conj(weights))
+        summed = [0, *range(2, 2 + ndim)]  # the batch and the positions
+        dkernel[(fs, slice(None), *tap)] += np.tensordot(grads, np.conj(window), axes=(summed, summed))
+    crop = tuple(slice(before, before + n) for (before, _), n in zip(pads, x.shape[2:]))
+    dx = dpadded[(slice(None), slice(None), *crop)]
+    return Gradients(z, dx, dkernel, dz.sum(axis=(0, *range(2, 2 + ndim))), dz.sum(axis=0))
+
+
+def loop_transpose_reference(x, kernel, dz, *, stride, padding, output_padding, dilation, groups) -> Gradients:
+    """The transposed convolution by its definition in NumPy: each input value adds ``x * W`` at
+    ``i*s + a*d`` of the full output (``(n-1)*s + d*(k-1) + 1`` plus ``output_padding`` rows), of
+    which ``before`` rows are cut from the start and ``after`` from the end. ``dz`` may be None (the
+    forward pass alone)."""
+    ndim = kernel.ndim - 2
+    stride, dilation = _per_axis(stride, ndim), _per_axis(dilation, ndim)
+    extra = _per_axis(output_padding, ndim)
+    pairs = [(p, p) if isinstance(p, int) else tuple(p) for p in _per_axis(padding, ndim)]
+    dtype = _reference_dtype(x, kernel, *(() if dz is None else (dz,)))
+    x, kernel = np.asarray(x, dtype=dtype), np.asarray(kernel, dtype=dtype)
+    size, kernel_size = x.shape[2:], kernel.shape[2:]
+    full = tuple((n - 1) * s + d * (k - 1) + 1 + e for n, s, d, k, e in zip(size, stride, dilation, kernel_size, extra))
+    channels, filters = x.shape[1] // groups, kernel.shape[1]
+    crop = (slice(None), slice(None), *(slice(b, m - a) for (b, a), m in zip(pairs, full)))
+    zfull = np.zeros((x.shape[0], filters * groups, *full), dtype)
+    dzfull = np.zeros_like(zfull)
+    if dz is not None:
+        dzfull[crop] = dz
+    dx, dkernel = np.zeros_like(x), np.zeros_like(kernel)
+    for g, tap in itertools.product(range(groups), _taps(kernel_size)):
+        cs, fs = slice(g * channels, (g + 1) * channels), slice(g * filters, (g + 1) * filters)
+        where = (
+            slice(None),
+            fs,
+            *(slice(t * d, t * d + s * (n - 1) + 1, s) for t, d, s, n in zip(tap, dilation, stride, size)),
+        )
+        weights = kernel[(cs, slice(None), *tap)]  # (C_in / g, F / g)
+        zfull[where] += np.einsum("nc...,cf->nf...", x[:, cs], weights)
+        dx[:, cs] += np.einsum("nf...,cf->nc...", dzfull[where], np.conj(weights))
+        summed = [0, *range(2, 2 + ndim)]  # the batch and the positions
+        dkernel[(cs, slice(None), *tap)] += np.tensordot(np.conj(x[:, cs]), dzfull[where], axes=(summed, summed))
+    z = zfull[crop]
+    dbias = (
+        (np.zeros(z.shape[1]), np.zeros(z.shape[1:]))
+        if dz is None
+        else (dz.sum(axis=(0, *range(2, 2 + ndim))), dz.sum(axis=0))
+    )
+    return Gradients(z, dx, dkernel, *dbias)
 
 
 def _reference_dtype(*arrays) -> type:
@@ -184,7 +301,7 @@ def _reference_dtype(*arrays) -> type:
 def _leaf(a, dtype=np.float64):
     import torch
 
-    return torch.tensor(np.asarray(a, dtype=dtype), requires_grad=True)
+    return torch.tensor(np.asarray(a, dtype=dtype), requires_grad=True, device="cpu")
 
 
 WINOGRAD_REFUSAL = r"method='winograd' cannot compute this convolution"
@@ -262,9 +379,43 @@ def transposed_cases(draw):
     dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
     output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
     size = tuple(draw(st.integers(1, 4)) for _ in range(ndim))
-    # keep the output non-empty: padding at most what the unpadded output has to spare
-    padding = tuple(
-        draw(st.integers(0, max(0, ((n - 1) * s + d * (k - 1) + e) // 2)))
-        for n, s, d, k, e in zip(size, stride, dilation, ksize, output_padding)
-    )
+    # keep the output non-empty: padding at most what the unpadded output has to spare; per axis one
+    # int (both sides) or, in some draws, a (before, after) pair
+    spare = [(n - 1) * s + d * (k - 1) + e for n, s, d, k, e in zip(size, stride, dilation, ksize, output_padding)]
+    padding: tuple = tuple(draw(st.integers(0, max(0, room // 2))) for room in spare)
+    if draw(st.booleans()):
+        padding = tuple((before, draw(st.integers(0, room - before))) for before, room in zip(padding, spare))
     return (draw(st.integers(1, 2)), c_in, size, f, ksize, stride, padding, output_padding, dilation, groups)
+
+
+@st.composite
+def nd_cases(draw, ndims=(1, 3)):
+    """Drawn 1-D and 3-D convolutions in test_nd_and_transposed's case layout:
+    (N, C, size, F, kernel size, stride, padding, dilation, groups)."""
+    ndim = draw(st.sampled_from(ndims))
+    groups = draw(st.sampled_from([1, 1, 2]))
+    c, f = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    top = 5 if ndim == 1 else 3
+    ksize = tuple(draw(st.integers(1, top)) for _ in range(ndim))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
+    padding = draw(
+        st.one_of(
+            st.sampled_from(["valid", "same", "full"]),
+            st.integers(0, 2),
+            st.tuples(*[st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 2)))] * ndim),
+        )
+    )
+    size = tuple(d * (k - 1) + 1 + draw(st.integers(0, 6 if ndim == 1 else 2)) for k, d in zip(ksize, dilation))
+    return (draw(st.integers(1, 2)), c, size, f, ksize, stride, padding, dilation, groups)
+
+
+@st.composite
+def wide_winograd_geometries(draw):
+    """2-D 3x3 stride-1 layers with 16 to 20 channels and filters per group and 16x16 or larger
+    images: where "auto" takes Winograd (see xpconv._gradients.winograd_pays)."""
+    groups = draw(st.sampled_from([1, 2]))
+    c, f = groups * draw(st.integers(16, 20)), groups * draw(st.integers(16, 20))
+    h, w = draw(st.integers(16, 19)), draw(st.integers(16, 19))
+    padding = draw(st.sampled_from(["same", 1, ((1, 1), (0, 2))]))  # outputs of 16 or more
+    return (draw(st.integers(1, 2)), c, h, w, f, (3, 3), 1, padding, 1, groups)

@@ -14,8 +14,6 @@ from helpers import NUMPY, assert_close, torch_reference
 
 import xpconv
 
-pytest.importorskip("torch", reason="torch autograd is the reference")
-
 
 @pytest.fixture
 def tuning():

@@ -14,8 +14,6 @@ import xpconv
 from xpconv import _fft
 from xpconv._geometry import conv_geometry
 
-pytest.importorskip("torch", reason="torch autograd is the reference")
-
 
 def test_fast_lengths_are_the_smallest_7_smooth_ones() -> None:
     def smooth(n: int) -> bool:

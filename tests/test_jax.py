@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 import xpconv
 
 jax = pytest.importorskip("jax", reason="JAX is not installed (extra 'jax')")
-pytest.importorskip("torch", reason="torch autograd is the reference")
 jax.config.update("jax_enable_x64", True)
 jnp = jax.numpy
 

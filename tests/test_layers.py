@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 from array_api_compat import array_namespace
-from helpers import asarray, assert_close, draw, to_numpy
+from array_api_compat import device as device_of
+from helpers import TEST_DEVICE, asarray, assert_close, draw, to_numpy
 
 import xpconv
 
@@ -41,6 +42,12 @@ LAYERS = [
         (4, 5, 4),
     ),
     (
+        xpconv.Conv2d,
+        torch.nn.Conv2d,
+        dict(in_channels=2, out_channels=3, kernel_size=(3, 4), padding="same", dilation=(2, 1)),
+        (7, 6),
+    ),
+    (
         xpconv.ConvTranspose1d,
         torch.nn.ConvTranspose1d,
         dict(in_channels=4, out_channels=2, kernel_size=3, stride=2, padding=1, output_padding=1),
@@ -71,7 +78,7 @@ TOL = 1e-10
 
 def pair(ours_type, theirs_type, arguments, xp, seed=0, dtype="float64"):
     """An xpconv layer in float64 (or complex128) and the torch.nn layer holding the same weights."""
-    ours = ours_type(**arguments, xp=xp, dtype=getattr(xp, dtype), seed=seed)
+    ours = ours_type(**arguments, xp=xp, device=TEST_DEVICE["device"], dtype=getattr(xp, dtype), seed=seed)
     theirs = theirs_type(**arguments, dtype=getattr(torch, dtype))
     with torch.no_grad():
         theirs.weight.copy_(torch.from_numpy(to_numpy(ours.weight)))
@@ -138,6 +145,70 @@ def test_initial_bounds_are_torch_nns(ours_type, theirs_type, arguments, size) -
     assert float(theirs.weight.detach().abs().max()) <= bound  # the same bound, from torch's own initialisation
     if ours.bias is not None:
         assert float(np.max(np.abs(ours.bias))) <= bound and ours.bias.shape == tuple(theirs.bias.shape)
+
+
+def test_per_side_padding_matches_torch_after_f_pad(eager_xp) -> None:
+    """``padding=((top, bottom), (left, right))``, which torch.nn has not: torch's layer on the input
+    padded by ``F.pad``, with the same weights."""
+    ours = xpconv.Conv2d(3, 4, 3, padding=((2, 0), (1, 3)), stride=2, xp=eager_xp, device=TEST_DEVICE["device"],
+                         dtype=eager_xp.float64, seed=4)  # fmt: skip
+    theirs = torch.nn.Conv2d(3, 4, 3, stride=2, dtype=torch.float64)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.from_numpy(to_numpy(ours.weight)))
+        theirs.bias.copy_(torch.from_numpy(to_numpy(ours.bias)))
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 8, 7))
+    xt = torch.tensor(x, requires_grad=True)
+    zt = theirs(torch.nn.functional.pad(xt, (1, 3, 2, 0)))
+    dz = rng.standard_normal(tuple(zt.shape))
+    zt.backward(torch.from_numpy(dz))
+    assert_close(ours(asarray(x, eager_xp)), zt.detach().numpy(), xp=eager_xp, tol=TOL, what="forward")
+    assert_close(ours.backward(asarray(dz, eager_xp)), xt.grad.numpy(), xp=eager_xp, tol=TOL, what="dx")
+    assert_close(ours.grad_weight, theirs.weight.grad.numpy(), xp=eager_xp, tol=TOL, what="grad_weight")
+
+
+def test_parameters_call_and_device(eager_xp) -> None:
+    """``__call__`` is ``forward``; ``parameters()`` pairs each parameter with its gradient (None before
+    a backward pass, then the arrays ``backward`` stored); ``device=`` places the parameters."""
+    layer = xpconv.ConvTranspose2d(4, 2, 3, stride=2, xp=eager_xp, device=TEST_DEVICE["device"], seed=1)
+    x = asarray(np.ones((1, 4, 3, 3), dtype=np.float32), eager_xp)
+    assert [g for _, g in layer.parameters()] == [None, None]
+    z = layer(x)
+    assert_close(z, to_numpy(layer.forward(x)), xp=eager_xp, exact=True, what="__call__")
+    layer.backward(asarray(np.ones(tuple(z.shape), dtype=np.float32), eager_xp))
+    (weight, grad_weight), (bias, grad_bias) = layer.parameters()
+    assert weight is layer.weight and grad_weight is layer.grad_weight and bias is layer.bias
+    assert grad_bias is layer.grad_bias and tuple(grad_weight.shape) == (4, 2, 3, 3)
+    expected_device = device_of(asarray(np.zeros(()), eager_xp))
+    assert device_of(weight) == device_of(bias) == expected_device
+    without_bias = xpconv.Conv1d(2, 2, 3, bias=False, xp=eager_xp, device=TEST_DEVICE["device"])
+    assert len(without_bias.parameters()) == 1
+
+
+# (layer, constructor arguments, torch's fan_in: weight.shape[1] * prod(kernel_size))
+FAN_IN = [
+    (xpconv.Conv2d, dict(in_channels=8, out_channels=2, kernel_size=3), 8 * 9),
+    (xpconv.Conv1d, dict(in_channels=6, out_channels=4, kernel_size=5, groups=2), 3 * 5),
+    (xpconv.ConvTranspose2d, dict(in_channels=8, out_channels=2, kernel_size=3), 2 * 9),
+    (xpconv.ConvTranspose3d, dict(in_channels=2, out_channels=6, kernel_size=2, groups=2), 3 * 8),
+]
+
+
+@pytest.mark.parametrize(("layer_type", "arguments", "fan_in"), FAN_IN)
+def test_initial_weights_fill_torchs_bounds_from_both_sides(layer_type, arguments, fan_in) -> None:
+    """Uniform in +-1/sqrt(fan_in): never beyond the bound, and reaching close to it, with the mean
+    |w| of a uniform draw, over 30 seeds. A bound from another fan-in (in_channels instead of
+    out_channels for a transposed layer, say) misses one side by at least 1.4x."""
+    bound = 1 / math.sqrt(fan_in)
+    assert bound == 1 / math.sqrt(layer_type(**arguments).weight.shape[1] * arguments["kernel_size"] ** layer_type.ndim)
+    weights = np.concatenate([np.ravel(layer_type(**arguments, seed=seed).weight) for seed in range(30)])
+    biases = np.concatenate([layer_type(**arguments, seed=seed).bias for seed in range(30)])
+    for values, what in ((weights, "weight"), (biases, "bias")):
+        largest = float(np.max(np.abs(values)))
+        assert 0.95 * bound <= largest <= bound, (what, largest, bound)
+        assert 0.45 * bound <= float(np.mean(np.abs(values))) <= 0.55 * bound, what
+    theirs = getattr(torch.nn, layer_type.__name__)(**arguments)
+    assert float(theirs.weight.detach().abs().max()) <= bound  # torch's own draw, the same bound
 
 
 def test_complex_layers_draw_both_parts_within_torch_nns_bounds() -> None:
