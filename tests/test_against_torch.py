@@ -13,14 +13,13 @@ from helpers import (
     explicit_pads,
     geometries,
     torch_reference,
+    wide_winograd_geometries,
     winograd_applies,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xpconv
-
-pytest.importorskip("torch", reason="torch autograd is the reference")
 
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5, "complex128": 1e-12, "complex64": 1e-5}
 DTYPES = list(TOLERANCE)
@@ -142,3 +141,17 @@ def test_drawn_geometries(eager_xp, case, precision: str, seed: int, complex_dat
 def test_drawn_winograd_geometries(eager_xp, case, precision: str, seed: int, complex_data: bool) -> None:
     """3x3 at stride 1: every method, "winograd" included, on drawn padding, dilation, groups and sizes."""
     check_case(eager_xp, case, COMPLEX[precision] if complex_data else precision, seed)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=8)
+@given(case=wide_winograd_geometries(), seed=st.integers(0, 2**32 - 1))
+def test_drawn_layers_where_auto_takes_winograd(eager_xp, case, seed: int) -> None:
+    """16 or more channels per group: "auto" takes Winograd here (asserted), on every backend."""
+    from xpconv import _gradients
+    from xpconv._geometry import conv_geometry
+
+    n, c, h, w, f, ksize, _stride, padding, _dilation, groups = case
+    geometry = conv_geometry((n, c, h, w), (f, c // groups, *ksize), ndim=2, padding=padding, groups=groups)
+    applicable = ["winograd", "fft", "dilate", "direct"]
+    assert _gradients._rule("forward", geometry, applicable) == "winograd"
+    check_case(eager_xp, case, "float64", seed)

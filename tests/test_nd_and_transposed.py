@@ -12,6 +12,7 @@ from helpers import (
     assert_close,
     draw,
     explicit_pads,
+    nd_cases,
     torch_reference,
     torch_transpose_output_shape,
     torch_transpose_reference,
@@ -22,8 +23,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xpconv
-
-pytest.importorskip("torch", reason="torch autograd is the reference")
 
 TOL = 1e-12
 WRAPPERS = {
@@ -132,6 +131,14 @@ def test_conv_nd_complex(eager_xp, case) -> None:
     check_conv(eager_xp, case, seed=CASES.index(case), dtype="complex128")
 
 
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=30)
+@given(case=nd_cases(), seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from(["float64", "complex128"]))
+def test_drawn_1d_and_3d(eager_xp, case, seed: int, dtype: str) -> None:
+    """Drawn 1-D and 3-D geometries: every padding form (per-side pairs too), stride, dilation,
+    groups; every method and pass, channels-last included."""
+    check_conv(eager_xp, case, seed, dtype)
+
+
 def check_transposed(xp, case, seed: int, dtype: str = "float64") -> None:
     n, c_in, size, f, ksize, stride, padding, output_padding, dilation, groups = case
     rng = np.random.default_rng(seed)
@@ -170,6 +177,22 @@ def check_transposed(xp, case, seed: int, dtype: str = "float64") -> None:
         close(dx, ref.dx, f"dx {method}")
         close(dk, ref.dkernel, f"dkernel {method}")
         close(db, ref.dbias_tied, f"dbias {method}")
+
+    # an untied bias (F, *out): its forward, and its gradient, as the string mode and as the array
+    untied = draw(rng, ref.dbias_untied.shape, dtype)
+    close(xpconv.conv_transpose(X, K, asarray(untied, xp), **params), ref.z + untied, "untied bias")
+    close(xpconv.conv_transpose_backward(DZ, X, K, bias="untied", **params)[2], ref.dbias_untied, "dbias untied")
+    untied_grad = xpconv.conv_transpose_backward(DZ, X, K, bias=asarray(untied, xp), **params)[2]
+    close(untied_grad, ref.dbias_untied, "dbias of the untied bias array")
+
+    # channels-last: (N, *spatial, C) in and out, the kernel unchanged
+    last = (0, *range(2, len(size) + 2), 1)
+    XL, DZL = asarray(np.transpose(x, last), xp), asarray(np.transpose(dz, last), xp)
+    close(xpconv.conv_transpose(XL, K, layout="channels_last", **params), np.transpose(ref.z, last), "z channels-last")
+    dx, dk, db = xpconv.conv_transpose_backward(DZL, XL, K, layout="channels_last", **params)
+    close(dx, np.transpose(ref.dx, last), "dx channels-last")
+    close(dk, ref.dkernel, "dkernel channels-last")
+    close(db, ref.dbias_tied, "dbias channels-last")
 
 
 @pytest.mark.parametrize("case", TRANSPOSED, ids=[f"{len(c[2])}d-{i}" for i, c in enumerate(TRANSPOSED)])
