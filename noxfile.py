@@ -79,6 +79,13 @@ def release(session: nox.Session) -> None:
 
 
 @nox.session
+def mutations(session: nox.Session) -> None:
+    """Small plausible bugs put into the code one at a time (tests/mutations.py): each must turn its tests red."""
+    session.install(TORCH_CPU, ".[test,jax,dask]")
+    session.run("python", "tests/mutations.py", *session.posargs)
+
+
+@nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy on src/ and on a user script calling every public function; a misspelled keyword must fail."""
     session.install(".[test]")

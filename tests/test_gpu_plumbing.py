@@ -8,6 +8,8 @@ must go where the test puts them, and xpconv must make nothing on the default de
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from array_api_compat import array_namespace
@@ -66,11 +68,13 @@ def test_inputs_go_where_the_test_puts_them(meta_by_default) -> None:
         ref = torch_reference(X.real, KERNEL, np.ones((2, 6, 9, 6)), **PARAMS)
         dz = asarray(np.ones((2, 6, 9, 6)), xp)
         options = dict(padding=((1, 1), (2, 0)), dilation=(1, 2), groups=2)
-        for method in ("auto", "direct", "dilate", "fft"):
-            z = xpconv.conv2d(x, kernel, method=method, **options)
-            dx, dk, _ = xpconv.conv2d_backward(dz, x, kernel, method=method, **options)
+        for method, workspace in itertools.product(("auto", "direct", "dilate", "fft"), (None, 1)):
+            # workspace 1: a chunk per sample, written into a result buffer xpconv allocates
+            opts = dict(options, method=method, workspace_bytes=workspace)
+            z = xpconv.conv2d(x, kernel, **opts)
+            dx, dk, _ = xpconv.conv2d_backward(dz, x, kernel, **opts)
             for got, want, what in ((z, ref.z, "z"), (dx, ref.dx, "dx"), (dk, ref.dkernel, "dk")):
-                assert_close(got, want, xp=xp, floor=1.0, what=f"{what} {method}")
+                assert_close(got, want, xp=xp, floor=1.0, what=f"{what} {method} workspace {workspace}")
 
 
 def test_a_tensor_made_on_the_default_device_fails_here(meta_by_default, monkeypatch) -> None:
