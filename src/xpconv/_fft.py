@@ -18,7 +18,7 @@ the padding cost nothing), and lays the spectrum out frequency-major for the mat
 
 Real data takes ``rfftn``/``irfftn`` (half the last axis' frequencies), complex data
 ``fftn``/``ifftn``. The passes are bilinear, as the other methods' are: the conjugations of the
-complex gradients are the caller's (``_gradients``). The cost hardly depends on the kernel size:
+complex gradients are the callers' (``_api``, ``_transpose``). The cost hardly depends on the kernel size:
 this is the method for large kernels; integers never take it (its rounding would make them inexact).
 """
 
@@ -41,36 +41,30 @@ __all__ = ["FFTPlan", "fast_length", "fft_backward", "fft_forward", "fft_input_g
 
 # Transform lengths whose prime factors are these: pocketfft (NumPy), MKL and cuFFT are fastest there.
 FAST_FACTORS = (2, 3, 5, 7)
-# On the CPU, batch chunks of about this many bytes of spectra: the kernel's spectrum is read once per
-# chunk, so chunks much larger than the other methods' (measured on 2 cores: see fft_pays).
+# On the CPU, batch chunks of about this many bytes of spectra, larger than the column matrix's few
+# MiB: every chunk reads the whole kernel spectrum once more.
 CPU_CHUNK_BYTES = 32 * 2**20
 
 
 @functools.cache
 def fast_length(n: int) -> int:
-    """The smallest length ``>= n`` whose prime factors are 2, 3, 5 and 7.
+    """The smallest length ``>= n`` whose prime factors are 2, 3, 5 and 7 (such numbers lie close
+    together: the search takes a few steps).
 
     >>> fast_length(61), fast_length(86), fast_length(157)
     (63, 90, 160)
     """
-    best = 1
-    while best < n:
-        best *= 2
-    for factor in FAST_FACTORS[1:]:
-        candidates = [best]
-        # every product of the smaller factors times powers of this one, each the least >= n
-        for length in _smooth_below(2 * n, FAST_FACTORS[: FAST_FACTORS.index(factor) + 1]):
-            if length >= n:
-                candidates.append(length)
-        best = min(candidates)
-    return best
+    length = max(n, 1)
+    while not _smooth(length):
+        length += 1
+    return length
 
 
-def _smooth_below(limit: int, factors: Sequence[int]) -> list[int]:
-    numbers = [1]
-    for factor in factors:
-        numbers = [m * factor**power for m in numbers for power in range(int(math.log(limit, factor)) + 1)]
-    return [m for m in numbers if m < limit]
+def _smooth(length: int) -> bool:
+    for factor in FAST_FACTORS:
+        while length % factor == 0:
+            length //= factor
+    return length == 1
 
 
 @dataclass(frozen=True)
@@ -208,6 +202,29 @@ def _along_axis(a: Array, xp: Namespace, matrix: Array, axis: int) -> Array:
     return xp.reshape(product, (*a.shape[:axis], matrix.shape[0], *a.shape[axis + 1 :]))
 
 
+def _pruned_dft(
+    a: Array,
+    xp: Namespace,
+    plan: FFTPlan,
+    positions: Sequence[Sequence[int]],
+    first: int,
+    rows: slice | None,
+    inverse: bool,
+) -> Array:
+    """The DFT matrices of :func:`_dft_matrix` applied along the axes of ``a`` from ``first`` on, the
+    smaller arrays first (forward: the last axis first, as the arrays grow from k to L; inverse: the
+    first axis first, as they shrink); ``rows`` restricts the first axis' frequencies."""
+    ndim = len(plan.lengths)
+    for axis in range(ndim) if inverse else reversed(range(ndim)):
+        half = plan.real and axis == ndim - 1
+        values = _dft_matrix(plan.lengths[axis], plan.frequencies[axis], tuple(positions[axis]), inverse, half)
+        matrix = xp.asarray(values, dtype=a.dtype, device=device_of(a))
+        if axis == 0 and rows is not None:
+            matrix = matrix[:, rows] if inverse else matrix[rows, :]
+        a = _along_axis(a, xp, matrix, first + axis)
+    return a
+
+
 def tap_spectrum(
     taps: Array,
     xp: Namespace,
@@ -220,17 +237,8 @@ def tap_spectrum(
     """The spectrum of a few taps placed at ``positions`` (per axis) in arrays of the plan's lengths,
     by one matrix product per axis (a pruned DFT): the tap axes of ``taps``, from axis ``first`` on,
     become frequency axes. ``rows`` keeps a block of the first axis' frequencies only."""
-    ndim = len(plan.lengths)
-    dtype = _complex_dtype(xp, taps.dtype)
-    result = xp.astype(taps, dtype)
-    for axis in reversed(range(ndim)):  # the arrays grow from k to L per axis: the small ones first
-        half = plan.real and axis == ndim - 1
-        values = _dft_matrix(plan.lengths[axis], plan.frequencies[axis], tuple(positions[axis]), False, half)
-        matrix = xp.asarray(values, dtype=dtype, device=device_of(taps))
-        if axis == 0 and rows is not None:
-            matrix = matrix[rows, :]
-        result = _along_axis(result, xp, matrix, first + axis)
-    return result
+    complex_taps = xp.astype(taps, _complex_dtype(xp, taps.dtype))
+    return _pruned_dft(complex_taps, xp, plan, positions, first, rows, inverse=False)
 
 
 def read_taps(
@@ -246,15 +254,7 @@ def read_taps(
     transform of ``spectra``, whose frequency axes start at axis ``first``; real for real plans.
     With ``rows``, the spectra hold that block of the first axis' frequencies only, and the result
     is its share."""
-    ndim = len(plan.lengths)
-    result = spectra
-    for axis in range(ndim):  # the arrays shrink from L to k per axis: the large ones first
-        half = plan.real and axis == ndim - 1
-        values = _dft_matrix(plan.lengths[axis], plan.frequencies[axis], tuple(positions[axis]), True, half)
-        matrix = xp.asarray(values, dtype=spectra.dtype, device=device_of(spectra))
-        if axis == 0 and rows is not None:
-            matrix = matrix[:, rows]
-        result = _along_axis(result, xp, matrix, first + axis)
+    result = _pruned_dft(spectra, xp, plan, positions, first, rows, inverse=True)
     return xp.real(result) if plan.real else result
 
 

@@ -130,10 +130,11 @@ def fft_pays(geometry: ConvGeometry, grad: str) -> bool:
     products, ``4 N F (C/g) Lf`` (complex, ``Lf`` the frequencies kept) plus the kernel's spectrum.
     Fitted to 99 geometries x 3 passes timed on the project's 2 cores, NumPy and torch (1-D and 2-D;
     3 to 129 taps; depthwise to 128 -> 128 channels; 14 to 4096 samples): the FFT wins where the
-    column matrix costs more than ``0.5 transforms + 4 products`` (right for 88% of the passes, and
-    the wrong picks within 1.5x), and ``"auto"`` asks for 1.6 times that, so that no layer of the
-    classic suite (the largest is mnist5x5's 5x5 kernel: ratio 1.3) takes it where it measured
-    slower. ``grad`` is unused: the rule is the same for every pass. Autotuning measures instead.
+    column matrix costs more than ``0.5 transforms + 4 products`` (the faster method for 88% of the
+    passes on NumPy, 91% on torch), and ``"auto"`` asks for 1.6 times that (88% and 86%), so that
+    no layer of the classic suite (the largest is mnist5x5's 5x5 kernel: ratio 1.3) takes it where
+    it measured slower. The wrong picks are on 5x5 kernels, up to 2x slower. ``grad`` is unused:
+    the rule is the same for every pass. Autotuning measures instead.
     """
     plan = FFTPlan.of(geometry, real=True)
     channels_per_group = geometry.in_channels // geometry.groups
