@@ -1,6 +1,7 @@
-"""Mixed dtypes promote as the README says: float32 with float64 gives float64 everywhere; an integer
-array with a floating one gives what the arrays' library promotes them to (the standard leaves it to
-each: NumPy float64, torch float32, and array-api-strict refuses, with a TypeError naming both)."""
+"""Mixed dtypes promote as docs/user-guide.md says: float32 with float64 gives float64 everywhere; an
+integer array with a floating one gives what the arrays' library promotes them to (the standard
+leaves it to each: NumPy float64, torch float32, and array-api-strict refuses, with a TypeError
+naming both)."""
 
 from __future__ import annotations
 

@@ -140,7 +140,7 @@ def test_integers_never_take_the_fft() -> None:
 def test_auto_takes_the_fft_for_the_large_kernels_and_none_of_the_classic_layers() -> None:
     """The rule "auto" follows without autotuning, on the two benchmark suites: the FFT measured
     slower than the column matrix on every classic layer (mnist5x5's 5x5 kernel included) and
-    faster on every large one (see fft_pays and the README's tables)."""
+    faster on every large one (see fft_pays and docs/performance.md)."""
     from xpconv import _gradients
     from xpconv.tools.bench import CLASSIC, LARGE
 

@@ -1,4 +1,4 @@
-"""The README's memory promise, under tracemalloc (NumPy reports its allocations to it).
+"""The user guide's memory promise (docs/user-guide.md), under tracemalloc (NumPy reports its allocations to it).
 
 Peak extra memory of a call is its outputs plus one batch chunk's temporaries: the chunk's padded
 slice, its column matrix (at most ``workspace_bytes``) or Winograd tiles, and its product. So it

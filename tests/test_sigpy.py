@@ -1,6 +1,7 @@
-"""The README's "Coming from sigpy or scipy.signal" recipes against sigpy itself (sigpy==0.1.27).
+"""The documentation's "Coming from sigpy or scipy.signal" recipes (docs/migrating.md) against sigpy
+itself (sigpy==0.1.27).
 
-The recipes are read from the README and run as they stand, so the page cannot drift from what is
+The recipes are read from the page and run as they stand, so the page cannot drift from what is
 tested: sigpy's convolve, convolve_data_adjoint and convolve_filter_adjoint (its CPU code, which
 loops over scipy.signal per channel pair) on random real and complex cases, 1-D to 3-D, "full"
 and "valid", strides, multi_channel on and off, zero to two leading batch axes, on NumPy and torch.
@@ -19,20 +20,20 @@ from hypothesis import strategies as st
 
 sigpy_conv = pytest.importorskip("sigpy.conv", reason="sigpy is the reference (extra 'test')")
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "migrating.md"
 
 
-def readme_recipes() -> dict:
-    text = README.read_text()
+def page_recipes() -> dict:
+    text = PAGE.read_text()
     section = text.split("## Coming from sigpy or scipy.signal", 1)[1].split("\n## ", 1)[0]
-    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert code, "the README's sigpy section has no python block"
+    code = re.search(r"```(?:python|\{testcode\})\n(.*?)```", section, re.DOTALL)
+    assert code, "the sigpy section has no code block"
     namespace: dict = {}
-    exec(compile(code.group(1), str(README), "exec"), namespace)
+    exec(compile(code.group(1), str(PAGE), "exec"), namespace)
     return namespace
 
 
-RECIPES = readme_recipes()
+RECIPES = page_recipes()
 
 
 @st.composite

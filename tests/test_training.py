@@ -91,5 +91,5 @@ def test_demo_command_trains_and_plots(tmp_path, capsys: pytest.CaptureFixture[s
     output = capsys.readouterr().out
     last = output.strip().splitlines()[-1]
     assert last.startswith("test accuracy: ")
-    assert float(last.split(": ")[1]) > 0.8  # two epochs; the full 15 reach 0.98 (README)
+    assert float(last.split(": ")[1]) > 0.8  # two epochs; the full 15 reach 0.98 (docs/getting-started.md)
     assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -158,26 +158,38 @@ def conv(x: Array, kernel: Array, bias: Array | None = None, **options: Unpack[C
 
     Parameters
     ----------
-    x : array ``(N, C, *spatial)``, or ``(N, *spatial, C)`` with ``layout="channels_last"``
-    kernel : array ``(F, C // groups, *kernel_size)``; its ``ndim - 2`` is the number of spatial axes
-    bias : array ``(F,)`` (one per filter), ``(F, *out)`` (one per output position) or None
+    x : array
+        ``(N, C, *spatial)``, or ``(N, *spatial, C)`` with ``layout="channels_last"``; real, complex
+        or integer.
+    kernel : array
+        ``(F, C // groups, *kernel_size)``; its ``ndim - 2`` is the number of spatial axes.
+    bias : array or None
+        ``(F,)`` (one per filter) or ``(F, *out)`` (one per output position).
 
-    Keyword options (``ConvOptions``; these are the options of every ``conv*`` function):
-
-    stride, dilation : int or one positive int per spatial axis (default 1)
-    padding : ``"valid"`` (default), ``"same"`` (output size = input size for any stride), an int,
-        one int per axis (both sides) or one ``(before, after)`` pair per axis
-    groups : int dividing C and F (default 1); ``groups == C`` is a depthwise convolution
-    layout : ``"channels_first"`` (default) or ``"channels_last"`` (for x and the result; the kernel
-        keeps its layout)
-    method : ``"auto"`` (default), ``"winograd"`` (2-D 3x3 stride-1 floating point only; a
-        ``ValueError`` elsewhere), ``"direct"`` or ``"dilate"`` (both the column-matrix correlation in
-        the forward pass; they differ in the gradients, see :func:`conv_backward`)
-    workspace_bytes : limit of the temporary window buffer (default ``$XPCONV_WORKSPACE_BYTES`` or 256 MiB)
+    Other Parameters
+    ----------------
+    stride, dilation : int or tuple of int, default 1
+        One positive int for every spatial axis, or one per axis. These keyword options
+        (``ConvOptions``) are those of every ``conv*`` function.
+    padding : str, int or tuple, default "valid"
+        ``"valid"``, ``"same"`` (output size = input size for any stride), ``"full"`` (every overlap),
+        an int, one int per axis (both sides) or one ``(before, after)`` pair per axis.
+    groups : int, default 1
+        Divides C and F; ``groups == C`` is a depthwise convolution.
+    layout : str, default "channels_first"
+        Or ``"channels_last"``, for x and the result; the kernel keeps its layout.
+    method : str, default "auto"
+        ``"auto"`` picks per pass (see :func:`autotune`); ``"winograd"`` (2-D 3x3 stride-1 floating
+        point only; a ``ValueError`` elsewhere); ``"fft"`` (floating point, any geometry: for large
+        kernels); ``"direct"`` or ``"dilate"`` (both the column-matrix correlation in the forward
+        pass; they differ in the gradients, see :func:`conv_backward`).
+    workspace_bytes : int or None, default None
+        Limit of the temporary buffers: ``$XPCONV_WORKSPACE_BYTES``, else 256 MiB.
 
     Returns
     -------
-    z : array ``(N, F, *out)`` (or ``(N, *out, F)``) of the inputs' namespace and device, in their
+    z : array
+        ``(N, F, *out)`` (or ``(N, *out, F)``) of the inputs' namespace and device, in their
         promoted dtype; integer inputs accumulate and return in the default integer dtype (unsigned
         for unsigned inputs; int64 on torch), as the standard's ``sum`` does, so they do not overflow.
         :func:`conv_output_shape` gives its shape without computing it.

@@ -40,13 +40,13 @@ IntOrTuple = int | Sequence[int]
 TransposePadding = int | Sequence[int | Sequence[int]]
 """An int, one int per axis (both sides), or one ``(before, after)`` pair (or int) per axis."""
 Padding = Literal["valid", "same", "full"] | TransposePadding
-"""The forms of a convolution's padding: the words ``"valid"``, ``"same"`` and ``"full"`` too."""
+"""The forms of a convolution's padding, the words ``"valid"``, ``"same"`` and ``"full"`` too."""
 
 Layout = Literal["channels_first", "channels_last"]
 Method = Literal["auto", "direct", "dilate", "winograd", "fft"]
 BiasMode = Literal["tied", "untied"] | None
 Combine = Literal["concat", "sum"]
-"""How per-chunk results of a batch make the whole: joined along the batch, or summed over it."""
+"""How per-chunk results of a batch make the whole (joined along the batch, or summed over it)."""
 
 
 class CommonOptions(TypedDict, total=False):
