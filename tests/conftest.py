@@ -101,7 +101,7 @@ def on_device(name: str) -> Iterator[None]:
         TEST_DEVICE["device"] = None
 
 
-def _selected(name: str) -> bool:
+def selected(name: str) -> bool:
     """``XPCONV_TEST_BACKENDS=numpy,torch`` limits the run to those backends (nox sets it per session)."""
     chosen = os.environ.get("XPCONV_TEST_BACKENDS")
     return not chosen or name in chosen.split(",")
@@ -121,7 +121,7 @@ def _backend_params() -> list:
         reason = probe()
         marks = [pytest.mark.gpu] + ([pytest.mark.skip(reason=reason)] if reason else [])
         params.append(pytest.param(name, id=name, marks=marks))
-    return [p for p in params if _selected(p.values[0])]
+    return [p for p in params if selected(p.values[0])]
 
 
 BACKEND_PARAMS = _backend_params()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from array_api_compat import array_namespace
+from conftest import on_device, selected
 from helpers import (
     METHODS,
     WINOGRAD_REFUSAL,
@@ -112,8 +114,25 @@ def check_case(xp, case, dtype: str, seed: int) -> None:
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
-def test_table(xp, case, dtype: str) -> None:
-    check_case(xp, case, dtype, seed=CASES.index(case))
+def test_table(eager_xp, case, dtype: str) -> None:
+    check_case(eager_xp, case, dtype, seed=CASES.index(case))
+
+
+# JAX, eagerly: every one of its operations compiles anew for each new shape (7-10 s a case), so it
+# runs every third case of the table here; test_jax.py runs drawn geometries, complex data and
+# every method under jax.jit.
+JAX_CASES = CASES[::3]
+
+
+@pytest.mark.skipif(not selected("jax"), reason="XPCONV_TEST_BACKENDS leaves JAX out")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", JAX_CASES, ids=[f"case{CASES.index(c)}" for c in JAX_CASES])
+def test_table_on_jax_eagerly(case, dtype: str) -> None:
+    jax = pytest.importorskip("jax", reason="JAX is not installed (extra 'jax')")
+
+    jax.config.update("jax_enable_x64", True)  # the float64 comparisons need it
+    with on_device("jax"):
+        check_case(array_namespace(jax.numpy.zeros(1)), case, dtype, seed=CASES.index(case))
 
 
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from array_api_compat import array_namespace
+from conftest import on_device, selected
 from helpers import (
     METHODS,
     TRANSPOSED,
@@ -122,8 +124,23 @@ def check_conv(xp, case, seed: int, dtype: str = "float64") -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{len(c[2])}d-{i}" for i, c in enumerate(CASES)])
-def test_conv_nd(xp, case) -> None:
-    check_conv(xp, case, seed=CASES.index(case))
+def test_conv_nd(eager_xp, case) -> None:
+    check_conv(eager_xp, case, seed=CASES.index(case))
+
+
+def jax_namespace():
+    """JAX's namespace with float64 on, for the eager JAX tests (each case compiles for 6-11 s, so
+    they take every third case; test_jax.py runs drawn cases under jax.jit)."""
+    jax = pytest.importorskip("jax", reason="JAX is not installed (extra 'jax')")
+    jax.config.update("jax_enable_x64", True)
+    return array_namespace(jax.numpy.zeros(1))
+
+
+@pytest.mark.skipif(not selected("jax"), reason="XPCONV_TEST_BACKENDS leaves JAX out")
+@pytest.mark.parametrize("case", CASES[::3], ids=[f"{len(c[2])}d-{CASES.index(c)}" for c in CASES[::3]])
+def test_conv_nd_on_jax_eagerly(case) -> None:
+    with on_device("jax"):
+        check_conv(jax_namespace(), case, seed=CASES.index(case))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{len(c[2])}d-{i}" for i, c in enumerate(CASES)])
@@ -196,8 +213,15 @@ def check_transposed(xp, case, seed: int, dtype: str = "float64") -> None:
 
 
 @pytest.mark.parametrize("case", TRANSPOSED, ids=[f"{len(c[2])}d-{i}" for i, c in enumerate(TRANSPOSED)])
-def test_conv_transpose(xp, case) -> None:
-    check_transposed(xp, case, seed=TRANSPOSED.index(case))
+def test_conv_transpose(eager_xp, case) -> None:
+    check_transposed(eager_xp, case, seed=TRANSPOSED.index(case))
+
+
+@pytest.mark.skipif(not selected("jax"), reason="XPCONV_TEST_BACKENDS leaves JAX out")
+@pytest.mark.parametrize("case", TRANSPOSED[::3], ids=[f"{len(c[2])}d-{TRANSPOSED.index(c)}" for c in TRANSPOSED[::3]])
+def test_conv_transpose_on_jax_eagerly(case) -> None:
+    with on_device("jax"):
+        check_transposed(jax_namespace(), case, seed=TRANSPOSED.index(case))
 
 
 @pytest.mark.parametrize("case", TRANSPOSED, ids=[f"{len(c[2])}d-{i}" for i, c in enumerate(TRANSPOSED)])
