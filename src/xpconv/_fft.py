@@ -41,9 +41,10 @@ __all__ = ["FFTPlan", "fast_length", "fft_backward", "fft_forward", "fft_input_g
 
 # Transform lengths whose prime factors are these: pocketfft (NumPy), MKL and cuFFT are fastest there.
 FAST_FACTORS = (2, 3, 5, 7)
-# On the CPU, batch chunks of about this many bytes of spectra, larger than the column matrix's few
-# MiB: every chunk reads the whole kernel spectrum once more.
-CPU_CHUNK_BYTES = 32 * 2**20
+# On the CPU, batch chunks of about this many bytes of temporaries, far more than the column matrix's
+# few MiB: every chunk reads the whole kernel spectrum once more (the benchmark's dense layers go
+# through in one chunk).
+CPU_CHUNK_BYTES = 64 * 2**20
 
 
 @functools.cache
@@ -130,6 +131,12 @@ class FFTPlan:
         """Bytes of the spectra of ``channels`` planes (complex, of the data's precision)."""
         complex_size = itemsize(xp, dtype) * (2 if self.real else 1)
         return channels * math.prod(self.frequencies) * complex_size
+
+    def sample_bytes(self, planes: int, spectra: int, xp: Namespace, dtype: object) -> int:
+        """Bytes of one sample's temporaries: ``planes`` arrays of the transform's lengths in the
+        data's dtype (the zero-filled inputs, the inverse's output) and ``spectra`` spectra (each
+        spectrum, its frequency-major copy, the products and their copy back)."""
+        return planes * math.prod(self.lengths) * itemsize(xp, dtype) + self.spectrum_bytes(spectra, xp, dtype)
 
 
 # --- transforms --------------------------------------------------------------------------------------
@@ -261,10 +268,17 @@ def read_taps(
 # --- the three passes --------------------------------------------------------------------------------
 
 
+def _share(workspace: int) -> int:
+    """The workspace is shared: half for a batch chunk's temporaries, half for a block of a
+    kernel-sized spectrum (the kernel's, or dK's per-frequency products)."""
+    return max(1, workspace // 2)
+
+
 def _frequency_blocks(plan: FFTPlan, kernel_bytes: int, workspace: int) -> list[slice]:
-    """Blocks of the first axis' frequencies whose share of the kernel's spectrum fits the workspace."""
+    """Blocks of the first axis' frequencies whose share of a kernel-sized spectrum fits its half of
+    the workspace."""
     first = plan.frequencies[0]
-    count = min(first, max(1, -(-kernel_bytes // workspace)))
+    count = min(first, max(1, -(-kernel_bytes // _share(workspace))))
     size = -(-first // count)
     return [slice(start, min(start + size, first)) for start in range(0, first, size)]
 
@@ -333,7 +347,7 @@ def _elementwise(geometry: ConvGeometry) -> bool:
 
 
 def _cpu_budget(workspace: int) -> int:
-    return min(workspace, CPU_CHUNK_BYTES)
+    return min(_share(workspace), CPU_CHUNK_BYTES)
 
 
 def fft_forward(x: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:
@@ -372,8 +386,10 @@ def fft_forward(x: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, 
         y = inverse(product(spectrum(x_part, xp, plan)), xp, plan)
         return y[(..., *reads)]
 
-    sample_bytes = plan.spectrum_bytes(geometry.in_channels + 2 * filters, xp, x.dtype)
-    return over_batch(chunk, [x], xp, sample_bytes=sample_bytes, workspace=workspace, cpu_budget=_cpu_budget(workspace))
+    sample_bytes = plan.sample_bytes(geometry.in_channels + filters, 2 * (geometry.in_channels + filters), xp, x.dtype)
+    return over_batch(
+        chunk, [x], xp, sample_bytes=sample_bytes, workspace=_share(workspace), cpu_budget=_cpu_budget(workspace)
+    )
 
 
 def _input_grad_product(kernel: Array, xp: Namespace, plan: FFTPlan, workspace: int) -> Callable[[Array], Array]:
@@ -456,9 +472,10 @@ def fft_input_grad(dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeomet
     def chunk(dz_part: Array) -> Array:
         return inverse(product(spectrum(dz_part, xp, plan, step=geometry.stride)), xp, plan)[(..., *reads)]
 
-    sample_bytes = plan.spectrum_bytes(2 * geometry.in_channels + geometry.out_channels, xp, dz.dtype)
+    channels, filters = geometry.in_channels, geometry.out_channels
+    sample_bytes = plan.sample_bytes(channels + filters, 2 * (channels + filters), xp, dz.dtype)
     return over_batch(
-        chunk, [dz], xp, sample_bytes=sample_bytes, workspace=workspace, cpu_budget=_cpu_budget(workspace)
+        chunk, [dz], xp, sample_bytes=sample_bytes, workspace=_share(workspace), cpu_budget=_cpu_budget(workspace)
     )
 
 
@@ -473,13 +490,14 @@ def fft_weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, 
         grads = spectrum(dz_part, xp, plan, step=geometry.stride)
         return _weight_grad_taps(grads, spectrum(x_part, xp, plan, flip=True), xp, plan, blocks)
 
-    sample_bytes = plan.spectrum_bytes(geometry.in_channels + geometry.out_channels, xp, x.dtype)
+    channels, filters = geometry.in_channels, geometry.out_channels
+    sample_bytes = plan.sample_bytes(channels + filters, 2 * (channels + filters), xp, x.dtype)
     return over_batch(
         chunk,
         [dz, x],
         xp,
         sample_bytes=sample_bytes,
-        workspace=workspace,
+        workspace=_share(workspace),
         combine="sum",
         cpu_budget=_cpu_budget(workspace),
     )
@@ -504,8 +522,9 @@ def fft_backward(
         dkernel[:] = [share if not dkernel else dkernel[0] + share]
         return inverse(product(grads), xp, plan)[(..., *reads)]
 
-    sample_bytes = plan.spectrum_bytes(3 * geometry.in_channels + geometry.out_channels, xp, x.dtype)
+    channels, filters = geometry.in_channels, geometry.out_channels
+    sample_bytes = plan.sample_bytes(2 * channels + filters, 4 * channels + 3 * filters, xp, x.dtype)
     dx = over_batch(
-        chunk, [dz, x], xp, sample_bytes=sample_bytes, workspace=workspace, cpu_budget=_cpu_budget(workspace)
+        chunk, [dz, x], xp, sample_bytes=sample_bytes, workspace=_share(workspace), cpu_budget=_cpu_budget(workspace)
     )
     return dx, dkernel[0]
