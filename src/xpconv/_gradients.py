@@ -41,7 +41,7 @@ callers' (``_api``, ``_transpose``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from array_api_compat import is_dask_namespace
@@ -164,6 +164,11 @@ def _obstacle(method: str, geometry: ConvGeometry, xp: Namespace, dtype: Any) ->
     return None
 
 
+def _applicable(names: Iterable[str], geometry: ConvGeometry, xp: Namespace, dtype: Any) -> list[str]:
+    """The methods among ``names`` that can compute this convolution."""
+    return [name for name in names if _obstacle(name, geometry, xp, dtype) is None]
+
+
 def _rule(grad: str, geometry: ConvGeometry, applicable: list[str]) -> str:
     """``"auto"`` without autotuning: the rules measured on the project's CPU (see the module's docstring)."""
     if "winograd" in applicable and winograd_pays(geometry, grad):
@@ -194,7 +199,7 @@ def _run(
         if obstacle:
             raise ValueError(f"method={method!r} cannot compute this convolution: {obstacle}")
         return passes[name]()
-    applicable = [name for name in passes if _obstacle(name, geometry, xp, like.dtype) is None]
+    applicable = _applicable(passes, geometry, xp, like.dtype)
     if len(applicable) > 1 and autotuning(like, xp):
         return tuned(grad, geometry, like, xp, {name: passes[name] for name in applicable})
     return passes[_rule(grad, geometry, applicable)]()
@@ -318,9 +323,7 @@ def _both_by_fft(method: Method, geometry: ConvGeometry, xp: Namespace, like: Ar
         return True
     if method != "auto" or autotuning(like, xp):
         return False
-    applicable = [
-        name for name in ("winograd", "fft", "dilate", "direct") if _obstacle(name, geometry, xp, like.dtype) is None
-    ]
+    applicable = _applicable(("winograd", "fft", "dilate", "direct"), geometry, xp, like.dtype)
     return all(_rule(grad, geometry, applicable) == "fft" for grad in ("input", "weight"))
 
 
