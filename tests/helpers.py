@@ -21,6 +21,15 @@ from hypothesis import strategies as st
 
 METHODS = ("auto", "direct", "dilate", "winograd", "fft")
 NUMPY = array_namespace(np.empty(0))
+
+
+def methods_of(xp: Any, dtype: str) -> tuple[str, ...]:
+    """:data:`METHODS`, and ``"native"`` where the array library has a convolution of its own for ``dtype``
+    (torch: real floating point; JAX: floating point, complex too)."""
+    from array_api_compat import is_jax_namespace, is_torch_namespace
+
+    native = (is_torch_namespace(xp) and "complex" not in dtype) or is_jax_namespace(xp)
+    return (*METHODS, "native") if native and not dtype.startswith(("int", "uint")) else METHODS
 """The namespace of NumPy arrays, for ``assert_close(..., xp=NUMPY)``."""
 
 

@@ -150,5 +150,5 @@ def test_auto_takes_the_fft_for_the_large_kernels_and_none_of_the_classic_layers
         for grad in ("forward", "input", "weight"):
             methods = ("winograd", "fft", "direct", "dilate")
             applicable = [m for m in methods if _gradients._obstacle(m, geometry, NUMPY, np.float32) is None]
-            chosen = _gradients._rule(grad, geometry, applicable)
+            chosen = _gradients._rule(grad, geometry, applicable, NUMPY)
             assert (chosen == "fft") == expected, (spec.name, grad, chosen)

@@ -52,6 +52,7 @@ from ._contract import Windows, contract_weights, correlate, scatter_windows
 from ._dask import over_dask_chunks
 from ._fft import FFTPlan, fft_backward, fft_forward, fft_input_grad, fft_weight_grad
 from ._geometry import ConvGeometry
+from ._native import native_forward, native_input_grad, native_obstacle, native_pays, native_weight_grad
 from ._winograd import Tiling, winograd_correlate, winograd_weight_grad
 from .typing import Array, Method, Namespace
 
@@ -136,6 +137,13 @@ def fft_pays(geometry: ConvGeometry, grad: str) -> bool:
     it measured slower. The wrong picks are on 5x5 kernels, up to 2x slower. ``grad`` is unused:
     the rule is the same for every pass. Autotuning measures instead.
     """
+    return fft_advantage(geometry) > FFT_MARGIN
+
+
+def fft_advantage(geometry: ConvGeometry, *, kernel_spectrum: bool = False) -> float:
+    """The column matrix's estimated cost over the FFT's (see :func:`fft_pays`). ``kernel_spectrum``
+    adds the pruned DFT of the taps, one ``k x L`` product per axis: negligible for few taps, the
+    bulk of the FFT's work for hundreds (a 401-tap filterbank over 16,000 samples)."""
     plan = FFTPlan.of(geometry, real=True)
     channels_per_group = geometry.in_channels // geometry.groups
     pairs = geometry.out_channels * channels_per_group
@@ -143,7 +151,12 @@ def fft_pays(geometry: ConvGeometry, grad: str) -> bool:
     length, frequencies = math.prod(plan.lengths), math.prod(plan.frequencies)
     transforms = geometry.batch * (geometry.in_channels + geometry.out_channels) * length * math.log2(max(length, 2))
     products = 4 * geometry.batch * pairs * frequencies + 8 * pairs * frequencies
-    return direct > FFT_MARGIN * (0.5 * transforms + 4 * products)
+    if kernel_spectrum:
+        sizes = list(geometry.kernel_size)
+        for axis in reversed(range(geometry.ndim)):
+            products += 0.7 * pairs * math.prod(sizes) * plan.frequencies[axis]
+            sizes[axis] = plan.frequencies[axis]
+    return direct / (0.5 * transforms + 4 * products)
 
 
 def _forward_windows(geometry: ConvGeometry) -> Windows:
@@ -161,6 +174,8 @@ def _obstacle(method: str, geometry: ConvGeometry, xp: Namespace, dtype: Any) ->
         return winograd_obstacle(geometry, xp, dtype)
     if method == "fft":
         return fft_obstacle(xp, dtype)
+    if method == "native":
+        return native_obstacle(xp, dtype)
     return None
 
 
@@ -169,8 +184,16 @@ def _applicable(names: Iterable[str], geometry: ConvGeometry, xp: Namespace, dty
     return [name for name in names if _obstacle(name, geometry, xp, dtype) is None]
 
 
-def _rule(grad: str, geometry: ConvGeometry, applicable: list[str]) -> str:
+def _rule(grad: str, geometry: ConvGeometry, applicable: list[str], xp: Namespace) -> str:
     """``"auto"`` without autotuning: the rules measured on the project's CPU (see the module's docstring)."""
+    own = _own_rule(grad, geometry, applicable)
+    if "native" in applicable and native_pays(geometry, grad, own, fft_advantage(geometry, kernel_spectrum=True), xp):
+        return "native"
+    return own
+
+
+def _own_rule(grad: str, geometry: ConvGeometry, applicable: list[str]) -> str:
+    """The pick among xpconv's own methods."""
     if "winograd" in applicable and winograd_pays(geometry, grad):
         return "winograd"
     if "fft" in applicable and fft_pays(geometry, grad):
@@ -202,7 +225,7 @@ def _run(
     applicable = _applicable(passes, geometry, xp, like.dtype)
     if len(applicable) > 1 and autotuning(like, xp):
         return tuned(grad, geometry, like, xp, {name: passes[name] for name in applicable})
-    return passes[_rule(grad, geometry, applicable)]()
+    return passes[_rule(grad, geometry, applicable, xp)]()
 
 
 @over_dask_chunks(batch=("x",), shared=("kernel", "bias"))
@@ -219,6 +242,7 @@ def forward(
     passes = {
         "winograd": lambda: winograd_correlate(x, kernel, xp, _tiling(geometry), workspace),
         "fft": lambda: fft_forward(x, kernel, xp, geometry, workspace),
+        "native": lambda: native_forward(x, kernel, xp, geometry),
         "direct": lambda: correlate(x, kernel, xp, _forward_windows(geometry), workspace),
     }
     return add_bias(_run("forward", method, passes, geometry, xp, x), bias, xp)
@@ -242,6 +266,7 @@ def input_grad(
     passes = {
         "winograd": lambda: _input_grad_by_correlation(dz, kernel, xp, geometry, workspace, winograd=True),
         "fft": lambda: fft_input_grad(dz, kernel, xp, geometry, workspace),
+        "native": lambda: native_input_grad(dz, kernel, xp, geometry),
         "dilate": lambda: _input_grad_by_correlation(dz, kernel, xp, geometry, workspace),
         "direct": lambda: scatter_windows(
             dz,
@@ -294,6 +319,7 @@ def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, meth
     passes = {
         "winograd": lambda: winograd_weight_grad(dz, x, xp, _tiling(geometry), workspace),
         "fft": lambda: fft_weight_grad(dz, x, xp, geometry, workspace),
+        "native": lambda: native_weight_grad(dz, x, xp, geometry),
         "dilate": lambda: _weight_grad_by_correlation(dz, x, xp, geometry, workspace),
         "direct": lambda: contract_weights(
             dz, x, xp, _forward_windows(geometry), workspace, window=geometry.kernel_size
@@ -323,8 +349,8 @@ def _both_by_fft(method: Method, geometry: ConvGeometry, xp: Namespace, like: Ar
         return True
     if method != "auto" or autotuning(like, xp):
         return False
-    applicable = _applicable(("winograd", "fft", "dilate", "direct"), geometry, xp, like.dtype)
-    return all(_rule(grad, geometry, applicable) == "fft" for grad in ("input", "weight"))
+    applicable = _applicable(("winograd", "fft", "native", "dilate", "direct"), geometry, xp, like.dtype)
+    return all(_rule(grad, geometry, applicable, xp) == "fft" for grad in ("input", "weight"))
 
 
 def _weight_grad_by_correlation(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:

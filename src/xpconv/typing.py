@@ -43,7 +43,7 @@ Padding = Literal["valid", "same", "full"] | TransposePadding
 """The forms of a convolution's padding, the words ``"valid"``, ``"same"`` and ``"full"`` too."""
 
 Layout = Literal["channels_first", "channels_last"]
-Method = Literal["auto", "direct", "dilate", "winograd", "fft"]
+Method = Literal["auto", "direct", "dilate", "winograd", "fft", "native"]
 BiasMode = Literal["tied", "untied"] | None
 Combine = Literal["concat", "sum"]
 """How per-chunk results of a batch make the whole (joined along the batch, or summed over it)."""

@@ -1,0 +1,160 @@
+"""``method="native"``: a pass handed to the array library's own convolution, where it has one.
+
+torch has ``aten.convolution`` and ``aten.convolution_backward`` (oneDNN on the CPU, cuDNN on CUDA),
+which compute dX and dK explicitly, with no autograd graph. JAX has ``lax.conv_general_dilated``,
+whose exact transposes (``jax.linear_transpose``) are dX and dK. NumPy, CuPy, array-api-strict and
+Dask have no convolution: there :func:`native_obstacle` says so, and ``method="native"`` raises.
+
+Every pass here is bilinear, as the other methods' are (the callers conjugate complex data). The
+geometry is xpconv's, per side: torch takes one padding per axis for both sides, so the part by
+which ``after`` exceeds ``before`` (or the reverse) is padded explicitly, and cut from dX again.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import is_jax_namespace, is_torch_namespace
+
+from ._geometry import ConvGeometry
+from .typing import Array, Namespace
+
+__all__ = ["native_forward", "native_input_grad", "native_obstacle", "native_pays", "native_weight_grad"]
+
+# How much faster than the library's own convolution the FFT must look (in xpconv's cost units:
+# the column matrix's multiply-adds over the FFT's estimate) before "auto" leaves it; see native_pays.
+TORCH_FFT_ADVANTAGE = 3.2
+# Depthwise kernels from this many taps on, where oneDNN's depthwise forward falls to ~2 GMAC/s.
+TORCH_DEPTHWISE_LARGE = 100
+
+
+def native_obstacle(xp: Namespace, dtype: Any) -> str | None:
+    """Why the array library's own convolution cannot compute this pass, or None when it can."""
+    if is_torch_namespace(xp):
+        if not xp.isdtype(dtype, "real floating"):
+            return f"torch's own convolution (aten.convolution) takes real floating-point tensors only, got {dtype}"
+        return None
+    if is_jax_namespace(xp):
+        if not xp.isdtype(dtype, ("real floating", "complex floating")):
+            return f"lax.conv_general_dilated rounds, and {dtype} results must be exact: xpconv's own methods take them"
+        return None
+    return f"the array library ({getattr(xp, '__name__', xp)}) has no convolution of its own"
+
+
+def native_pays(geometry: ConvGeometry, grad: str, own: str, fft_advantage: float, xp: Namespace) -> bool:
+    """Whether ``"auto"`` hands a pass to the library's own convolution rather than to ``own``, xpconv's
+    own pick (:func:`xpconv._gradients._own_rule`); ``fft_advantage`` is the column matrix's estimated
+    cost over the FFT's, the taps' spectrum included.
+
+    Measured per pass on the project's 2 cores, float32 (torch 2.13's oneDNN; jax 0.10's XLA under
+    ``jit``), over 3x3 to 31x31 kernels, depthwise to dense, 1-D to 3-D:
+
+    - torch: oneDNN is 2-10x faster than xpconv's column matrix and Winograd (resnet's 3x3 at 64
+      channels: 8 ms against 16-20 ms per pass; a 3-D 3x3x3: 4 ms against 46 ms), so it takes every
+      pass but where the FFT wins by far: dense layers whose FFT advantage is above 3.2 (13x13 at 32
+      channels: 8.5 ms against 40 ms), depthwise dK (oneDNN's runs at ~2 GMAC/s: 7x7 at 96 channels,
+      23 ms by FFT against 120 ms) and depthwise kernels of 100 taps or more (31x31: 5 ms against
+      364 ms). A 401-tap filterbank stays native (19-38 ms against 140 ms by FFT).
+    - JAX: XLA's CPU convolution beats the column matrix for kernels of more than one tap (3x3:
+      26 ms against 116 ms) but loses to the FFT wherever xpconv's rule takes it (depthwise 7x7:
+      78 ms against 429 ms), and to the plain matrix product on 1x1 kernels.
+
+    The same rules serve CUDA devices, unmeasured there: autotuning (``xpconv.autotune``) times
+    ``"native"`` as one more candidate, and is the way to choose on a GPU.
+    """
+    if is_jax_namespace(xp):
+        return own != "fft" and math.prod(geometry.kernel_size) > 1
+    if own != "fft":
+        return True
+    if geometry.groups > 1 and geometry.in_channels == geometry.groups:  # depthwise
+        return grad != "weight" and math.prod(geometry.kernel_size) < TORCH_DEPTHWISE_LARGE
+    return fft_advantage < TORCH_FFT_ADVANTAGE
+
+
+def _symmetric(geometry: ConvGeometry) -> tuple[list[int], tuple[tuple[int, int], ...]]:
+    """torch's per-axis padding (the smaller side) and the extra zeros each side still needs."""
+    both = [min(before, after) for before, after in geometry.pads]
+    extra = tuple((before - p, after - p) for (before, after), p in zip(geometry.pads, both))
+    return both, extra
+
+
+def _torch_pad(x: Array, extra: tuple[tuple[int, int], ...]) -> Array:
+    if not any(b or a for b, a in extra):
+        return x
+    import torch
+
+    flat = [side for pair in reversed(extra) for side in pair]  # torch's pad lists the last axis first
+    return torch.nn.functional.pad(x, flat)
+
+
+def _torch_arguments(geometry: ConvGeometry, padding: list[int]) -> tuple[Any, ...]:
+    n = geometry.ndim
+    return (list(geometry.stride), padding, list(geometry.dilation), False, [0] * n, geometry.groups)
+
+
+def _lax_conv(geometry: ConvGeometry):
+    from jax import lax
+
+    def conv(x: Array, kernel: Array) -> Array:
+        return lax.conv_general_dilated(
+            x,
+            kernel,
+            window_strides=geometry.stride,
+            padding=geometry.pads,
+            rhs_dilation=geometry.dilation,
+            feature_group_count=geometry.groups,
+            precision=lax.Precision.HIGHEST,
+        )
+
+    return conv
+
+
+def native_forward(x: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry) -> Array:
+    """``correlate(pad(x), kernel)`` by the library's own convolution."""
+    if is_jax_namespace(xp):
+        return _lax_conv(geometry)(x, kernel)
+    import torch
+
+    padding, extra = _symmetric(geometry)
+    return torch.ops.aten.convolution(_torch_pad(x, extra), kernel, None, *_torch_arguments(geometry, padding))
+
+
+def native_input_grad(dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry) -> Array:
+    """dX (bilinear in ``dz`` and ``kernel``), shape ``geometry.input_shape``."""
+    if is_jax_namespace(xp):
+        import jax
+
+        dtype = xp.result_type(dz, kernel)
+        shape = jax.ShapeDtypeStruct(geometry.input_shape, dtype)
+        conv = _lax_conv(geometry)
+        return jax.linear_transpose(lambda x: conv(x, kernel.astype(dtype)), shape)(dz.astype(dtype))[0]
+    import torch
+
+    padding, extra = _symmetric(geometry)
+    padded = (geometry.batch, geometry.in_channels, *(n + b + a for n, (b, a) in zip(geometry.input_size, extra)))
+    placeholder = dz.new_empty(1).expand(padded)  # only its shape is read
+    dx = torch.ops.aten.convolution_backward(
+        dz, placeholder, kernel, None, *_torch_arguments(geometry, padding), [True, False, False]
+    )[0]
+    if not any(b or a for b, a in extra):
+        return dx
+    return dx[(..., *(slice(b, b + n) for (b, _), n in zip(extra, geometry.input_size)))]
+
+
+def native_weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry) -> Array:
+    """dK (bilinear in ``dz`` and ``x``), shape ``geometry.kernel_shape``."""
+    if is_jax_namespace(xp):
+        import jax
+
+        dtype = xp.result_type(dz, x)
+        shape = jax.ShapeDtypeStruct(geometry.kernel_shape, dtype)
+        conv = _lax_conv(geometry)
+        return jax.linear_transpose(lambda kernel: conv(x.astype(dtype), kernel), shape)(dz.astype(dtype))[0]
+    import torch
+
+    padding, extra = _symmetric(geometry)
+    placeholder = dz.new_empty(1).expand(geometry.kernel_shape)
+    return torch.ops.aten.convolution_backward(
+        dz, _torch_pad(x, extra), placeholder, None, *_torch_arguments(geometry, padding), [False, True, False]
+    )[1]

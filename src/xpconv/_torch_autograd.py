@@ -1,0 +1,255 @@
+"""The three bilinear passes of a convolution as ``torch.autograd.Function`` s, each differentiated by the others.
+
+With ``x`` the input, ``w`` the kernel and ``dz`` an output-shaped array:
+
+- :class:`Correlate` ``(x, w, b) -> z``: the forward pass (``xpconv.conv``);
+- :class:`InputGrad` ``(dz, w) -> dx``: its transpose in ``x`` (``xpconv.conv_input_grad`` without conjugation);
+- :class:`WeightGrad` ``(dz, x) -> dw``: its transpose in ``w`` (``xpconv.conv_weight_grad`` likewise).
+
+Each one's backward is made of the three (complex arguments conjugated as torch autograd's convention
+asks: the gradient is the adjoint), so a second derivative, a third, and ``torch.func`` transforms of
+them are xpconv's explicit passes again, never autograd traced through xpconv's internals. Each
+``vmap`` rule folds a mapped axis into the batch (where the pass is independent per sample) or into
+the groups (a mapped kernel, or dK: every mapped copy is a convolution of its own), as torch's
+batching rule for its own convolution does.
+
+``Spec`` is the plain-int geometry a Function needs besides its tensors (hashable, never traced).
+
+Each Function's forward calls a custom operator (``torch.ops.xpconv.*``, see :func:`_register`): to
+torch, an xpconv pass is one opaque operation with a shape function, so ``torch.compile`` keeps it
+in its graph without tracing xpconv's Python, and the legacy vmap that ``gradcheck``'s batched check
+runs loops it per sample (it cannot follow the writes xpconv makes into its own buffers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+
+from . import _api
+from ._geometry import conv_geometry
+from .typing import Method
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A convolution's options, padding resolved to ``(before, after)`` pairs per axis."""
+
+    stride: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+    dilation: tuple[int, ...]
+    groups: int
+    method: Method = "auto"
+    workspace_bytes: int | None = None
+
+    @property
+    def arguments(self) -> tuple:
+        """The custom operators' trailing arguments."""
+        flat = [side for pair in self.pads for side in pair]
+        return list(self.stride), flat, list(self.dilation), self.groups, self.method, self.workspace_bytes
+
+    def times(self, copies: int) -> Spec:
+        """The same convolution with ``copies`` times the groups (a mapped axis folded into them)."""
+        return dataclasses.replace(self, groups=self.groups * copies)
+
+
+def _options(stride: list[int], pads: list[int], dilation: list[int], groups: int, method: str, workspace: int | None):
+    pairs = tuple((pads[i], pads[i + 1]) for i in range(0, len(pads), 2))
+    return {"stride": tuple(stride), "padding": pairs, "dilation": tuple(dilation), "groups": groups, "method": method,
+            "workspace_bytes": workspace}  # fmt: skip
+
+
+@torch.library.custom_op("xpconv::correlate", mutates_args=())
+def _correlate(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: list[int], pads: list[int],
+    dilation: list[int], groups: int, method: str, workspace: int | None,
+) -> torch.Tensor:  # fmt: skip
+    return _api.conv(x, w, b, **_options(stride, pads, dilation, groups, method, workspace)).contiguous()
+
+
+@torch.library.custom_op("xpconv::input_grad", mutates_args=())
+def _input_grad(
+    dz: torch.Tensor, w: torch.Tensor, x_shape: list[int], stride: list[int], pads: list[int],
+    dilation: list[int], groups: int, method: str, workspace: int | None,
+) -> torch.Tensor:  # fmt: skip
+    # conv_input_grad conjugates the kernel (it is the adjoint): conjugated first, the pass is bilinear.
+    dx = _api.conv_input_grad(dz, _conj(w), x_shape, **_options(stride, pads, dilation, groups, method, workspace))
+    return dx.contiguous()
+
+
+@torch.library.custom_op("xpconv::weight_grad", mutates_args=())
+def _weight_grad(
+    dz: torch.Tensor, x: torch.Tensor, w_shape: list[int], stride: list[int], pads: list[int],
+    dilation: list[int], groups: int, method: str, workspace: int | None,
+) -> torch.Tensor:  # fmt: skip
+    dw = _api.conv_weight_grad(dz, _conj(x), w_shape, **_options(stride, pads, dilation, groups, method, workspace))
+    return dw.contiguous()
+
+
+def _result(like: torch.Tensor, shape: Any, *others: torch.Tensor | None) -> torch.Tensor:
+    """An empty result of the promoted dtype, contiguous as the operators' results are."""
+    dtype = like.dtype
+    for other in others:
+        if other is not None:
+            dtype = torch.promote_types(dtype, other.dtype)
+    return like.new_empty(tuple(shape), dtype=dtype)
+
+
+@_correlate.register_fake
+def _(x, w, b, stride, pads, dilation, groups, method, workspace):
+    pairs = tuple((pads[i], pads[i + 1]) for i in range(0, len(pads), 2))
+    geometry = conv_geometry(tuple(x.shape), tuple(w.shape), ndim=x.ndim - 2, stride=tuple(stride), padding=pairs,
+                             dilation=tuple(dilation), groups=groups)  # fmt: skip
+    return _result(x, geometry.output_shape, w, b)
+
+
+@_input_grad.register_fake
+def _(dz, w, x_shape, stride, pads, dilation, groups, method, workspace):
+    return _result(dz, x_shape, w)
+
+
+@_weight_grad.register_fake
+def _(dz, x, w_shape, stride, pads, dilation, groups, method, workspace):
+    return _result(dz, w_shape, x)
+
+
+def _conj(a: torch.Tensor) -> torch.Tensor:
+    return a.conj() if a.is_complex() else a
+
+
+def _bias_sum(dz: torch.Tensor) -> torch.Tensor:
+    return dz.sum(dim=(0, *range(2, dz.ndim)))
+
+
+class Correlate(torch.autograd.Function):
+    """``z = conv(x, w) + b`` (``b`` may be None)."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, spec: Spec) -> torch.Tensor:
+        return _correlate(x, w, b, *spec.arguments)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        x, w, _, ctx.spec = inputs
+        ctx.save_for_backward(x, w)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple:
+        x, w = ctx.saved_tensors
+        need_x, need_w, need_b, _ = ctx.needs_input_grad
+        gx = InputGrad.apply(g, _conj(w), ctx.spec, tuple(x.shape)) if need_x else None
+        gw = WeightGrad.apply(g, _conj(x), ctx.spec, tuple(w.shape)) if need_w else None
+        gb = _bias_sum(g) if need_b else None
+        return gx, gw, gb, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, spec: Spec):
+        x_dim, w_dim, b_dim, _ = in_dims
+        copies = info.batch_size
+        if w_dim is None:
+            z = Correlate.apply(_into_batch(x, x_dim), w, None if b_dim is not None else b, spec)
+            z = z.reshape(copies, -1, *z.shape[1:]) if x_dim is not None else z.unsqueeze(0).expand(copies, *z.shape)
+            if b_dim is not None:
+                z = z + b.movedim(b_dim, 0).reshape(copies, 1, -1, *(1,) * (z.ndim - 3))
+            return z, 0
+        bias = None
+        if b is not None:
+            bias = b.movedim(b_dim, 0).reshape(-1) if b_dim is not None else b.repeat(copies)
+        z = Correlate.apply(_into_channels(x, x_dim, copies), _into_filters(w, w_dim), bias, spec.times(copies))
+        return _out_of_channels(z, copies), 1
+
+
+class InputGrad(torch.autograd.Function):
+    """``dx = A(w)^T dz``: the transpose in ``x`` of :class:`Correlate`, bilinear; ``x_shape`` is dx's shape."""
+
+    @staticmethod
+    def forward(dz: torch.Tensor, w: torch.Tensor, spec: Spec, x_shape: tuple[int, ...]) -> torch.Tensor:
+        return _input_grad(dz, w, list(x_shape), *spec.arguments)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        dz, w, ctx.spec, _ = inputs
+        ctx.save_for_backward(dz, w)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple:
+        dz, w = ctx.saved_tensors
+        need_dz, need_w, _, _ = ctx.needs_input_grad
+        gdz = Correlate.apply(g, _conj(w), None, ctx.spec) if need_dz else None
+        gw = WeightGrad.apply(_conj(dz), g, ctx.spec, tuple(w.shape)) if need_w else None
+        return gdz, gw, None, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple, dz: torch.Tensor, w: torch.Tensor, spec: Spec, x_shape: tuple[int, ...]):
+        dz_dim, w_dim, _, _ = in_dims
+        copies = info.batch_size
+        if w_dim is None:
+            folded = _into_batch(dz, dz_dim)
+            dx = InputGrad.apply(folded, w, spec, (folded.shape[0], *x_shape[1:]))
+            return dx.reshape(copies, -1, *dx.shape[1:]), 0
+        shape = (x_shape[0], copies * x_shape[1], *x_shape[2:])
+        dx = InputGrad.apply(_into_channels(dz, dz_dim, copies), _into_filters(w, w_dim), spec.times(copies), shape)
+        return _out_of_channels(dx, copies), 1
+
+
+class WeightGrad(torch.autograd.Function):
+    """``dw = B(x)^T dz``: the transpose in ``w`` of :class:`Correlate`, bilinear; ``w_shape`` is dw's shape."""
+
+    @staticmethod
+    def forward(dz: torch.Tensor, x: torch.Tensor, spec: Spec, w_shape: tuple[int, ...]) -> torch.Tensor:
+        return _weight_grad(dz, x, list(w_shape), *spec.arguments)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        dz, x, ctx.spec, _ = inputs
+        ctx.save_for_backward(dz, x)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple:
+        dz, x = ctx.saved_tensors
+        need_dz, need_x, _, _ = ctx.needs_input_grad
+        gdz = Correlate.apply(_conj(x), g, None, ctx.spec) if need_dz else None
+        gx = InputGrad.apply(_conj(dz), g, ctx.spec, tuple(x.shape)) if need_x else None
+        return gdz, gx, None, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple, dz: torch.Tensor, x: torch.Tensor, spec: Spec, w_shape: tuple[int, ...]):
+        dz_dim, x_dim, _, _ = in_dims
+        copies = info.batch_size
+        # dK sums over the batch: a mapped axis cannot join it, every copy is a group of its own.
+        shape = (copies * w_shape[0], *w_shape[1:])
+        dw = WeightGrad.apply(
+            _into_channels(dz, dz_dim, copies), _into_channels(x, x_dim, copies), spec.times(copies), shape
+        )
+        return dw.reshape(copies, *w_shape), 0
+
+
+def _into_batch(a: torch.Tensor, dim: int | None) -> torch.Tensor:
+    """``(B, N, ...)`` (the mapped axis at ``dim``) as ``(B * N, ...)``; an unmapped ``a`` as it is."""
+    if dim is None:
+        return a
+    moved = a.movedim(dim, 0)
+    return moved.reshape(math.prod(moved.shape[:2]), *moved.shape[2:])
+
+
+def _into_channels(a: torch.Tensor, dim: int | None, copies: int) -> torch.Tensor:
+    """``(N, C, ...)`` mapped ``copies`` times (at ``dim``; unmapped: repeated) as ``(N, copies * C, ...)``,
+    copy-major, so that copy ``i`` of group ``j`` is group ``i * groups + j``."""
+    if dim is None:
+        return a.repeat(1, copies, *(1,) * (a.ndim - 2))
+    moved = a.movedim(dim, 1)
+    return moved.reshape(moved.shape[0], copies * moved.shape[2], *moved.shape[3:])
+
+
+def _into_filters(w: torch.Tensor, dim: int) -> torch.Tensor:
+    """A mapped kernel ``(copies, F, C // g, *k)`` as ``(copies * F, C // g, *k)``."""
+    moved = w.movedim(dim, 0)
+    return moved.reshape(moved.shape[0] * moved.shape[1], *moved.shape[2:])
+
+
+def _out_of_channels(a: torch.Tensor, copies: int) -> torch.Tensor:
+    """``(N, copies * C, ...)`` as ``(N, copies, C, ...)``: the mapped axis at 1."""
+    return a.reshape(a.shape[0], copies, a.shape[1] // copies, *a.shape[2:])
