@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["numpy", "torch", "strict", "jax", "dask", "typecheck", "lint", "docs"]
+nox.options.sessions = ["numpy", "torch", "strict", "jax", "dask", "bridges", "typecheck", "lint", "docs"]
 TORCH_CPU = "torch==2.13.0"
 
 
@@ -43,6 +43,14 @@ def jax(session: nox.Session) -> None:
 
 
 @nox.session
+def bridges(session: nox.Session) -> None:
+    """xpconv.torch and xpconv.jax inside autograd: gradcheck, torch.func, torch.compile, converted models,
+    custom_vjp against lax, Flax layers."""
+    session.install(TORCH_CPU, ".[test,jax,flax]")
+    session.run("python", "-m", "pytest", "tests/test_torch_bridge.py", "tests/test_jax_bridge.py", *session.posargs)
+
+
+@nox.session
 def dask(session: nox.Session) -> None:
     """Dask arrays chunked along the batch, on the threaded scheduler and a 2-process LocalCluster."""
     _tests(session, "dask", "test,dask")
@@ -69,7 +77,7 @@ def release(session: nox.Session) -> None:
     """The release gate: 10,000 drawn cases of every kind against torch autograd (about 5 minutes on 2 cores),
     then the test suite with hypothesis's release profile: five times the examples, drawn at random from a
     seed printed here (rerun a failure with ``nox -s release -- --hypothesis-seed=N``)."""
-    session.install(TORCH_CPU, ".[test,jax,dask]")
+    session.install(TORCH_CPU, ".[test,jax,flax,dask]")
     session.run("python", "-m", "xpconv", "check", "--cases", "10000", "--seed", "0")
     seed = next((arg for arg in session.posargs if arg.startswith("--hypothesis-seed")), None)
     if seed is None:
@@ -82,7 +90,7 @@ def release(session: nox.Session) -> None:
 @nox.session
 def mutations(session: nox.Session) -> None:
     """Small plausible bugs put into the code one at a time (tests/mutations.py): each must turn its tests red."""
-    session.install(TORCH_CPU, ".[test,jax,dask]")
+    session.install(TORCH_CPU, ".[test,jax,flax,dask]")
     session.run("python", "tests/mutations.py", *session.posargs)
 
 

@@ -141,8 +141,9 @@ def prepare(**arrays: Array | None) -> tuple[Namespace, list[Array | None]]:
     except TypeError:
         described = ", ".join(f"{name}: {type(a).__module__}.{type(a).__name__}" for name, a in present.items())
         raise TypeError(f"all arrays must come from one array library, got {described}") from None
-    devices = {name: device_of(a) for name, a in present.items()}
-    first_name, first_device = next(iter(devices.items()))
+    # None: not known while tracing (a JAX array under vmap), and never a conflict
+    devices = {name: dev for name, a in present.items() if (dev := device_of(a)) is not None}
+    first_name, first_device = next(iter(devices.items()), (None, None))
     for name, dev in devices.items():
         if dev != first_device:
             raise ValueError(f"all arrays must be on one device: {first_name} is on {first_device}, {name} on {dev}")

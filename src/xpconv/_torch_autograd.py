@@ -23,43 +23,25 @@ runs loops it per sample (it cannot follow the writes xpconv makes into its own 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import torch
 
-from . import _api
+from . import _bridge
+from ._bridge import Spec
 from ._geometry import conv_geometry
-from .typing import Method
 
 
-@dataclasses.dataclass(frozen=True)
-class Spec:
-    """A convolution's options, padding resolved to ``(before, after)`` pairs per axis."""
-
-    stride: tuple[int, ...]
-    pads: tuple[tuple[int, int], ...]
-    dilation: tuple[int, ...]
-    groups: int
-    method: Method = "auto"
-    workspace_bytes: int | None = None
-
-    @property
-    def arguments(self) -> tuple:
-        """The custom operators' trailing arguments."""
-        flat = [side for pair in self.pads for side in pair]
-        return list(self.stride), flat, list(self.dilation), self.groups, self.method, self.workspace_bytes
-
-    def times(self, copies: int) -> Spec:
-        """The same convolution with ``copies`` times the groups (a mapped axis folded into them)."""
-        return dataclasses.replace(self, groups=self.groups * copies)
+def _arguments(spec: Spec) -> tuple:
+    """A Spec as the custom operators' trailing arguments (their schema has no tuples of pairs)."""
+    flat = [side for pair in spec.pads for side in pair]
+    return list(spec.stride), flat, list(spec.dilation), spec.groups, spec.method, spec.workspace_bytes
 
 
-def _options(stride: list[int], pads: list[int], dilation: list[int], groups: int, method: str, workspace: int | None):
+def _spec(stride: list[int], pads: list[int], dilation: list[int], groups: int, method: str, workspace: int | None):
     pairs = tuple((pads[i], pads[i + 1]) for i in range(0, len(pads), 2))
-    return {"stride": tuple(stride), "padding": pairs, "dilation": tuple(dilation), "groups": groups, "method": method,
-            "workspace_bytes": workspace}  # fmt: skip
+    return Spec(tuple(stride), pairs, tuple(dilation), groups, method, workspace)  # type: ignore[arg-type]
 
 
 @torch.library.custom_op("xpconv::correlate", mutates_args=())
@@ -67,7 +49,8 @@ def _correlate(
     x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: list[int], pads: list[int],
     dilation: list[int], groups: int, method: str, workspace: int | None,
 ) -> torch.Tensor:  # fmt: skip
-    return _api.conv(x, w, b, **_options(stride, pads, dilation, groups, method, workspace)).contiguous()
+    z = _bridge.correlate(x, w, _spec(stride, pads, dilation, groups, method, workspace))
+    return (z if b is None else z + b.reshape(-1, *(1,) * (z.ndim - 2))).contiguous()
 
 
 @torch.library.custom_op("xpconv::input_grad", mutates_args=())
@@ -75,9 +58,7 @@ def _input_grad(
     dz: torch.Tensor, w: torch.Tensor, x_shape: list[int], stride: list[int], pads: list[int],
     dilation: list[int], groups: int, method: str, workspace: int | None,
 ) -> torch.Tensor:  # fmt: skip
-    # conv_input_grad conjugates the kernel (it is the adjoint): conjugated first, the pass is bilinear.
-    dx = _api.conv_input_grad(dz, _conj(w), x_shape, **_options(stride, pads, dilation, groups, method, workspace))
-    return dx.contiguous()
+    return _bridge.input_grad(dz, w, _spec(stride, pads, dilation, groups, method, workspace), x_shape).contiguous()
 
 
 @torch.library.custom_op("xpconv::weight_grad", mutates_args=())
@@ -85,8 +66,7 @@ def _weight_grad(
     dz: torch.Tensor, x: torch.Tensor, w_shape: list[int], stride: list[int], pads: list[int],
     dilation: list[int], groups: int, method: str, workspace: int | None,
 ) -> torch.Tensor:  # fmt: skip
-    dw = _api.conv_weight_grad(dz, _conj(x), w_shape, **_options(stride, pads, dilation, groups, method, workspace))
-    return dw.contiguous()
+    return _bridge.weight_grad(dz, x, _spec(stride, pads, dilation, groups, method, workspace), w_shape).contiguous()
 
 
 def _result(like: torch.Tensor, shape: Any, *others: torch.Tensor | None) -> torch.Tensor:
@@ -100,9 +80,8 @@ def _result(like: torch.Tensor, shape: Any, *others: torch.Tensor | None) -> tor
 
 @_correlate.register_fake
 def _(x, w, b, stride, pads, dilation, groups, method, workspace):
-    pairs = tuple((pads[i], pads[i + 1]) for i in range(0, len(pads), 2))
-    geometry = conv_geometry(tuple(x.shape), tuple(w.shape), ndim=x.ndim - 2, stride=tuple(stride), padding=pairs,
-                             dilation=tuple(dilation), groups=groups)  # fmt: skip
+    spec = _spec(stride, pads, dilation, groups, method, workspace)
+    geometry = conv_geometry(tuple(x.shape), tuple(w.shape), ndim=x.ndim - 2, **spec.geometry)
     return _result(x, geometry.output_shape, w, b)
 
 
@@ -129,7 +108,7 @@ class Correlate(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, spec: Spec) -> torch.Tensor:
-        return _correlate(x, w, b, *spec.arguments)
+        return _correlate(x, w, b, *_arguments(spec))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
@@ -167,7 +146,7 @@ class InputGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(dz: torch.Tensor, w: torch.Tensor, spec: Spec, x_shape: tuple[int, ...]) -> torch.Tensor:
-        return _input_grad(dz, w, list(x_shape), *spec.arguments)
+        return _input_grad(dz, w, list(x_shape), *_arguments(spec))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
@@ -200,7 +179,7 @@ class WeightGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(dz: torch.Tensor, x: torch.Tensor, spec: Spec, w_shape: tuple[int, ...]) -> torch.Tensor:
-        return _weight_grad(dz, x, list(w_shape), *spec.arguments)
+        return _weight_grad(dz, x, list(w_shape), *_arguments(spec))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
