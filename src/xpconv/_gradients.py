@@ -40,11 +40,12 @@ callers' (``_api``, ``_transpose``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from array_api_compat import is_dask_namespace
+from array_api_compat import is_dask_namespace, is_jax_namespace, is_torch_namespace
 
 from ._autotune import autotuning, tuned
 from ._blocks import dilate_axes
@@ -186,8 +187,17 @@ def _applicable(names: Iterable[str], geometry: ConvGeometry, xp: Namespace, dty
 
 def _rule(grad: str, geometry: ConvGeometry, applicable: list[str], xp: Namespace) -> str:
     """``"auto"`` without autotuning: the rules measured on the project's CPU (see the module's docstring)."""
-    own = _own_rule(grad, geometry, applicable)
-    if "native" in applicable and native_pays(geometry, grad, own, fft_advantage(geometry, kernel_spectrum=True), xp):
+    library = "jax" if is_jax_namespace(xp) else "torch" if is_torch_namespace(xp) else "other"
+    return _remembered_rule(grad, geometry, tuple(applicable), library)
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_rule(grad: str, geometry: ConvGeometry, applicable: tuple[str, ...], library: str) -> str:
+    """:func:`_rule` of plain values, remembered: a model calls the same layers every step, and the
+    estimates cost more than a small layer's native convolution (~100 us against ~20 us)."""
+    own = _own_rule(grad, geometry, list(applicable))
+    advantage = fft_advantage(geometry, kernel_spectrum=True)
+    if "native" in applicable and native_pays(geometry, grad, own, advantage, library):
         return "native"
     return own
 

@@ -25,6 +25,10 @@ __all__ = ["native_forward", "native_input_grad", "native_obstacle", "native_pay
 # How much faster than the library's own convolution the FFT must look (in xpconv's cost units:
 # the column matrix's multiply-adds over the FFT's estimate) before "auto" leaves it; see native_pays.
 TORCH_FFT_ADVANTAGE = 3.2
+# Channels per group up to which oneDNN keeps a dense layer: the FFT's per-frequency products are then
+# outer products, memory-bound (a 64-filter 401-tap bank on raw audio: 122-246 ms per pass by FFT,
+# 54-81 ms native, at batch 8).
+TORCH_FEW_CHANNELS = 2
 # Depthwise kernels from this many taps on, where oneDNN's depthwise forward falls to ~2 GMAC/s.
 TORCH_DEPTHWISE_LARGE = 100
 
@@ -42,10 +46,10 @@ def native_obstacle(xp: Namespace, dtype: Any) -> str | None:
     return f"the array library ({getattr(xp, '__name__', xp)}) has no convolution of its own"
 
 
-def native_pays(geometry: ConvGeometry, grad: str, own: str, fft_advantage: float, xp: Namespace) -> bool:
+def native_pays(geometry: ConvGeometry, grad: str, own: str, fft_advantage: float, library: str) -> bool:
     """Whether ``"auto"`` hands a pass to the library's own convolution rather than to ``own``, xpconv's
     own pick (:func:`xpconv._gradients._own_rule`); ``fft_advantage`` is the column matrix's estimated
-    cost over the FFT's, the taps' spectrum included.
+    cost over the FFT's, the taps' spectrum included; ``library`` is ``"torch"`` or ``"jax"``.
 
     Measured per pass on the project's 2 cores, float32 (torch 2.13's oneDNN; jax 0.10's XLA under
     ``jit``), over 3x3 to 31x31 kernels, depthwise to dense, 1-D to 3-D:
@@ -55,7 +59,8 @@ def native_pays(geometry: ConvGeometry, grad: str, own: str, fft_advantage: floa
       pass but where the FFT wins by far: dense layers whose FFT advantage is above 3.2 (13x13 at 32
       channels: 8.5 ms against 40 ms), depthwise dK (oneDNN's runs at ~2 GMAC/s: 7x7 at 96 channels,
       23 ms by FFT against 120 ms) and depthwise kernels of 100 taps or more (31x31: 5 ms against
-      364 ms). A 401-tap filterbank stays native (19-38 ms against 140 ms by FFT).
+      364 ms). Filterbanks on one or two input channels stay native: a 64-filter, 401-tap bank
+      over 16,000 samples took 54-81 ms per pass natively against 122-246 ms by FFT (batch 8).
     - JAX: XLA's CPU convolution beats the column matrix for kernels of more than one tap (3x3:
       26 ms against 116 ms) but loses to the FFT wherever xpconv's rule takes it (depthwise 7x7:
       78 ms against 429 ms), and to the plain matrix product on 1x1 kernels.
@@ -63,12 +68,14 @@ def native_pays(geometry: ConvGeometry, grad: str, own: str, fft_advantage: floa
     The same rules serve CUDA devices, unmeasured there: autotuning (``xpconv.autotune``) times
     ``"native"`` as one more candidate, and is the way to choose on a GPU.
     """
-    if is_jax_namespace(xp):
+    if library == "jax":
         return own != "fft" and math.prod(geometry.kernel_size) > 1
     if own != "fft":
         return True
     if geometry.groups > 1 and geometry.in_channels == geometry.groups:  # depthwise
         return grad != "weight" and math.prod(geometry.kernel_size) < TORCH_DEPTHWISE_LARGE
+    if geometry.in_channels // geometry.groups <= TORCH_FEW_CHANNELS:
+        return True
     return fft_advantage < TORCH_FFT_ADVANTAGE
 
 

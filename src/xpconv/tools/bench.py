@@ -596,11 +596,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument(
         "--suite",
-        choices=list(SUITES),
+        choices=[*SUITES, "models"],
         default="classic",
         help="classic: 3x3 and other common CNN layers (default); large: 7x7 to 31x31 kernels, long 1-D "
-        "filters and a complex case, with sigpy where it applies",
+        "filters and a complex case, with sigpy where it applies; models: one training step of model blocks "
+        "in torch and Flax, as written and through xpconv (xpconv.tools.models)",
     )
+    parser.add_argument("--models", nargs="+", help="with --suite models: these models only")
     parser.add_argument("--layers", nargs="+", choices=list(LAYERS), help="these layers instead of a suite")
     parser.add_argument(
         "--candidates",
@@ -625,6 +627,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "accuracy.md").write_text(text)
         return 0
+    if args.suite == "models":
+        from .models import run_models
+
+        return run_models(args.models, args.repeats, args.out, command)
     if args.sweep:
         from .sweep import run_sweep
 
