@@ -36,6 +36,15 @@ def test_every_public_name_has_a_reference_entry() -> None:
     assert ".. automodule:: xpconv.network\n   :members:" in api  # its __all__, with their docstrings
 
 
+@pytest.mark.parametrize("module", ["xpconv.torch", "xpconv.jax"])
+def test_every_bridge_name_has_a_reference_entry(module: str) -> None:
+    bridge = pytest.importorskip(module, reason=f"{module} needs {module.split('.')[1]}")
+    api = (DOCS / "api.md").read_text()
+    section = api.split(f".. currentmodule:: {module}\n")[1].split(".. currentmodule::")[0]
+    documented = set(re.findall(r"^\.\. auto(?:function|class):: (\w+)", section, re.M))
+    assert set(bridge.__all__) <= documented, f"{module}: no entry for {set(bridge.__all__) - documented}"
+
+
 WITH_OPTIONS = [
     name
     for name in xpconv.__all__

@@ -16,13 +16,18 @@ wrap them as ``torch.autograd.Function`` s and ``jax.custom_vjp`` s.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from . import _api
-from ._arguments import namespace_of
+from array_api_compat import array_namespace, is_jax_namespace, is_torch_namespace
+from array_api_compat import device as device_of
+
+from . import _api, _gradients
+from ._arguments import check_memory, namespace_of, resolve_workspace
 from ._blocks import conjugate
-from .typing import Array, Method
+from ._geometry import ConvGeometry, conv_geometry
+from .typing import Array, Method, Namespace
 
 __all__ = ["Spec", "correlate", "input_grad", "weight_grad"]
 
@@ -54,16 +59,56 @@ class Spec:
         return dataclasses.replace(self, groups=self.groups * copies)
 
 
+# A model calls the same few layers every step, and xpconv's argument checks cost ~100 us a call (a
+# 3x3 layer's native pass on a small batch takes ~1 ms): the bindings check a geometry the first
+# time they see it, then go straight to the passes.
+
+
+@functools.lru_cache(maxsize=1024)
+def _geometry(input_shape: tuple[int, ...], kernel_shape: tuple[int, ...], spec: Spec) -> ConvGeometry:
+    return conv_geometry(input_shape, kernel_shape, ndim=len(kernel_shape) - 2, **spec.geometry)
+
+
+_fitted: set[tuple] = set()
+
+
+def _direct(a: Array, b: Array, geometry: ConvGeometry) -> Namespace | None:
+    """The namespace where the passes can be called directly: torch or JAX arrays of one floating dtype
+    (anything else, mixed dtypes and integers included, takes the public functions and their checks)."""
+    xp = array_namespace(a, b)
+    if not (is_torch_namespace(xp) or is_jax_namespace(xp)) or a.dtype != b.dtype:
+        return None
+    if not xp.isdtype(a.dtype, ("real floating", "complex floating")):
+        return None
+    key = (geometry, str(a.dtype), str(device_of(a)))
+    if key not in _fitted:  # the size guard, once per geometry, dtype and device
+        check_memory(geometry, xp, a)
+        _fitted.add(key)
+    return xp
+
+
 def correlate(x: Array, w: Array, spec: Spec) -> Array:
     """``z = conv(x, w)``."""
-    return _api.conv(x, w, **spec.options)
+    geometry = _geometry(tuple(x.shape), tuple(w.shape), spec)
+    xp = _direct(x, w, geometry)
+    if xp is None:
+        return _api.conv(x, w, **spec.options)
+    return _gradients.forward(x, w, None, xp, geometry, resolve_workspace(spec.workspace_bytes), spec.method)
 
 
 def input_grad(dz: Array, w: Array, spec: Spec, x_shape: Sequence[int]) -> Array:
     """``dx = A(w)^T dz``, bilinear (``conv_input_grad`` of the conjugated kernel)."""
-    return _api.conv_input_grad(dz, conjugate(w, namespace_of(w, "w")), tuple(x_shape), **spec.options)
+    geometry = _geometry(tuple(x_shape), tuple(w.shape), spec)
+    xp = _direct(dz, w, geometry)
+    if xp is None or tuple(dz.shape) != geometry.output_shape:
+        return _api.conv_input_grad(dz, conjugate(w, namespace_of(w, "w")), tuple(x_shape), **spec.options)
+    return _gradients.input_grad(dz, w, xp, geometry, spec.method, resolve_workspace(spec.workspace_bytes))
 
 
 def weight_grad(dz: Array, x: Array, spec: Spec, w_shape: Sequence[int]) -> Array:
     """``dw = B(x)^T dz``, bilinear (``conv_weight_grad`` of the conjugated input)."""
-    return _api.conv_weight_grad(dz, conjugate(x, namespace_of(x, "x")), tuple(w_shape), **spec.options)
+    geometry = _geometry(tuple(x.shape), tuple(w_shape), spec)
+    xp = _direct(dz, x, geometry)
+    if xp is None or tuple(dz.shape) != geometry.output_shape:
+        return _api.conv_weight_grad(dz, conjugate(x, namespace_of(x, "x")), tuple(w_shape), **spec.options)
+    return _gradients.weight_grad(dz, x, xp, geometry, spec.method, resolve_workspace(spec.workspace_bytes))

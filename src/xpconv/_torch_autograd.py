@@ -50,15 +50,16 @@ def _correlate(
     dilation: list[int], groups: int, method: str, workspace: int | None,
 ) -> torch.Tensor:  # fmt: skip
     z = _bridge.correlate(x, w, _spec(stride, pads, dilation, groups, method, workspace))
-    return (z if b is None else z + b.reshape(-1, *(1,) * (z.ndim - 2))).contiguous()
+    return _in_format((z if b is None else z + b.reshape(-1, *(1,) * (z.ndim - 2))), x)
 
 
 @torch.library.custom_op("xpconv::input_grad", mutates_args=())
 def _input_grad(
-    dz: torch.Tensor, w: torch.Tensor, x_shape: list[int], stride: list[int], pads: list[int],
+    dz: torch.Tensor, w: torch.Tensor, x_shape: list[int], channels_last: bool, stride: list[int], pads: list[int],
     dilation: list[int], groups: int, method: str, workspace: int | None,
 ) -> torch.Tensor:  # fmt: skip
-    return _bridge.input_grad(dz, w, _spec(stride, pads, dilation, groups, method, workspace), x_shape).contiguous()
+    dx = _bridge.input_grad(dz, w, _spec(stride, pads, dilation, groups, method, workspace), x_shape)
+    return dx.contiguous(memory_format=_format_of(dx.ndim, channels_last))
 
 
 @torch.library.custom_op("xpconv::weight_grad", mutates_args=())
@@ -69,25 +70,51 @@ def _weight_grad(
     return _bridge.weight_grad(dz, x, _spec(stride, pads, dilation, groups, method, workspace), w_shape).contiguous()
 
 
-def _result(like: torch.Tensor, shape: Any, *others: torch.Tensor | None) -> torch.Tensor:
-    """An empty result of the promoted dtype, contiguous as the operators' results are."""
+def _memory_format(like: torch.Tensor) -> torch.memory_format:
+    """Channels-last where ``like`` is laid out so (as torch's own convolution answers such input), else
+    contiguous: a result's strides must be those its shape function promises (torch.compile checks)."""
+    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(like.ndim)
+    if channels_last is not None and not like.is_contiguous() and like.is_contiguous(memory_format=channels_last):
+        return channels_last
+    return torch.contiguous_format
+
+
+def _in_format(result: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return result.contiguous(memory_format=_memory_format(like))
+
+
+def channels_last(like: torch.Tensor) -> bool:
+    """Whether ``like`` is laid out channels-last: dX takes its input's layout, as torch's convolution_backward does."""
+    return _memory_format(like) != torch.contiguous_format
+
+
+def _format_of(ndim: int, channels_last: bool) -> torch.memory_format:
+    if not channels_last:
+        return torch.contiguous_format
+    return torch.channels_last if ndim == 4 else torch.channels_last_3d
+
+
+def _result(like: torch.Tensor, shape: Any, *others: torch.Tensor | None, memory_format: Any = None) -> torch.Tensor:
+    """An empty result of the promoted dtype, laid out as the operators' results are."""
     dtype = like.dtype
     for other in others:
         if other is not None:
             dtype = torch.promote_types(dtype, other.dtype)
-    return like.new_empty(tuple(shape), dtype=dtype)
+    return torch.empty(
+        tuple(shape), dtype=dtype, device=like.device, memory_format=memory_format or torch.contiguous_format
+    )
 
 
 @_correlate.register_fake
 def _(x, w, b, stride, pads, dilation, groups, method, workspace):
     spec = _spec(stride, pads, dilation, groups, method, workspace)
     geometry = conv_geometry(tuple(x.shape), tuple(w.shape), ndim=x.ndim - 2, **spec.geometry)
-    return _result(x, geometry.output_shape, w, b)
+    return _result(x, geometry.output_shape, w, b, memory_format=_memory_format(x))
 
 
 @_input_grad.register_fake
-def _(dz, w, x_shape, stride, pads, dilation, groups, method, workspace):
-    return _result(dz, x_shape, w)
+def _(dz, w, x_shape, channels_last, stride, pads, dilation, groups, method, workspace):
+    return _result(dz, x_shape, w, memory_format=_format_of(len(x_shape), channels_last))
 
 
 @_weight_grad.register_fake
@@ -119,7 +146,7 @@ class Correlate(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor) -> tuple:
         x, w = ctx.saved_tensors
         need_x, need_w, need_b, _ = ctx.needs_input_grad
-        gx = InputGrad.apply(g, _conj(w), ctx.spec, tuple(x.shape)) if need_x else None
+        gx = InputGrad.apply(g, _conj(w), ctx.spec, tuple(x.shape), channels_last(x)) if need_x else None
         gw = WeightGrad.apply(g, _conj(x), ctx.spec, tuple(w.shape)) if need_w else None
         gb = _bias_sum(g) if need_b else None
         return gx, gw, gb, None
@@ -145,32 +172,35 @@ class InputGrad(torch.autograd.Function):
     """``dx = A(w)^T dz``: the transpose in ``x`` of :class:`Correlate`, bilinear; ``x_shape`` is dx's shape."""
 
     @staticmethod
-    def forward(dz: torch.Tensor, w: torch.Tensor, spec: Spec, x_shape: tuple[int, ...]) -> torch.Tensor:
-        return _input_grad(dz, w, list(x_shape), *_arguments(spec))
+    def forward(
+        dz: torch.Tensor, w: torch.Tensor, spec: Spec, x_shape: tuple[int, ...], channels_last: bool
+    ) -> torch.Tensor:
+        return _input_grad(dz, w, list(x_shape), channels_last, *_arguments(spec))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        dz, w, ctx.spec, _ = inputs
+        dz, w, ctx.spec, _, _ = inputs
         ctx.save_for_backward(dz, w)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple:
         dz, w = ctx.saved_tensors
-        need_dz, need_w, _, _ = ctx.needs_input_grad
+        need_dz, need_w, *_ = ctx.needs_input_grad
         gdz = Correlate.apply(g, _conj(w), None, ctx.spec) if need_dz else None
         gw = WeightGrad.apply(_conj(dz), g, ctx.spec, tuple(w.shape)) if need_w else None
-        return gdz, gw, None, None
+        return gdz, gw, None, None, None
 
     @staticmethod
-    def vmap(info: Any, in_dims: tuple, dz: torch.Tensor, w: torch.Tensor, spec: Spec, x_shape: tuple[int, ...]):
-        dz_dim, w_dim, _, _ = in_dims
+    def vmap(info: Any, in_dims: tuple, dz, w, spec: Spec, x_shape: tuple[int, ...], channels_last: bool):
+        dz_dim, w_dim, *_ = in_dims
         copies = info.batch_size
         if w_dim is None:
             folded = _into_batch(dz, dz_dim)
-            dx = InputGrad.apply(folded, w, spec, (folded.shape[0], *x_shape[1:]))
+            dx = InputGrad.apply(folded, w, spec, (folded.shape[0], *x_shape[1:]), False)
             return dx.reshape(copies, -1, *dx.shape[1:]), 0
         shape = (x_shape[0], copies * x_shape[1], *x_shape[2:])
-        dx = InputGrad.apply(_into_channels(dz, dz_dim, copies), _into_filters(w, w_dim), spec.times(copies), shape)
+        dz, w = _into_channels(dz, dz_dim, copies), _into_filters(w, w_dim)
+        dx = InputGrad.apply(dz, w, spec.times(copies), shape, False)
         return _out_of_channels(dx, copies), 1
 
 
@@ -191,7 +221,7 @@ class WeightGrad(torch.autograd.Function):
         dz, x = ctx.saved_tensors
         need_dz, need_x, _, _ = ctx.needs_input_grad
         gdz = Correlate.apply(_conj(x), g, None, ctx.spec) if need_dz else None
-        gx = InputGrad.apply(_conj(dz), g, ctx.spec, tuple(x.shape)) if need_x else None
+        gx = InputGrad.apply(_conj(dz), g, ctx.spec, tuple(x.shape), channels_last(x)) if need_x else None
         return gdz, gx, None, None
 
     @staticmethod

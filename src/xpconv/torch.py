@@ -36,7 +36,7 @@ import torch
 
 from . import _arguments, _transpose
 from ._geometry import int_tuple, resolve_padding
-from ._torch_autograd import Correlate, InputGrad, Spec
+from ._torch_autograd import Correlate, InputGrad, Spec, channels_last
 from .typing import IntOrTuple, Method, Padding, TransposePadding
 
 __all__ = [
@@ -132,7 +132,7 @@ def _conv_transpose(
     geometry, appended = _transpose._geometry(tuple(x.shape), tuple(weight.shape), ndim, options)
     spec = Spec(geometry.stride, geometry.pads, geometry.dilation, geometry.groups, options.method, workspace_bytes)
     # InputGrad is the transpose, unconjugated: torch's conv_transpose is bilinear in x and the kernel.
-    z = InputGrad.apply(x, weight, spec, geometry.input_shape)
+    z = InputGrad.apply(x, weight, spec, geometry.input_shape, channels_last(x))
     if any(appended):
         z = torch.nn.functional.pad(z, [side for a in reversed(appended) for side in (0, a)])
     if bias is not None:
@@ -179,8 +179,10 @@ def conv2d(
 
     >>> import torch, xpconv.torch
     >>> x, w = torch.randn(2, 3, 16, 16, dtype=torch.float64), torch.randn(4, 3, 5, 5, dtype=torch.float64)
-    >>> torch.allclose(xpconv.torch.conv2d(x, w, None, 2, "same"), torch.nn.functional.conv2d(x, w, None, 2, 2))
+    >>> torch.allclose(xpconv.torch.conv2d(x, w, None, 1, "same"), torch.nn.functional.conv2d(x, w, None, 1, "same"))
     True
+    >>> xpconv.torch.conv2d(x, w, None, 2, "same").shape   # "same" at any stride (torch refuses stride 2)
+    torch.Size([2, 4, 16, 16])
     """
     return _conv(2, "conv2d", input, weight, bias, stride, padding, dilation, groups, method, workspace_bytes)
 
