@@ -30,6 +30,8 @@ def methods_of(xp: Any, dtype: str) -> tuple[str, ...]:
 
     native = (is_torch_namespace(xp) and "complex" not in dtype) or is_jax_namespace(xp)
     return (*METHODS, "native") if native and not dtype.startswith(("int", "uint")) else METHODS
+
+
 """The namespace of NumPy arrays, for ``assert_close(..., xp=NUMPY)``."""
 
 

@@ -151,7 +151,7 @@ def fft_advantage(geometry: ConvGeometry, *, kernel_spectrum: bool = False) -> f
     direct = geometry.batch * pairs * math.prod(geometry.output_size) * math.prod(geometry.kernel_size)
     length, frequencies = math.prod(plan.lengths), math.prod(plan.frequencies)
     transforms = geometry.batch * (geometry.in_channels + geometry.out_channels) * length * math.log2(max(length, 2))
-    products = 4 * geometry.batch * pairs * frequencies + 8 * pairs * frequencies
+    products: float = 4 * geometry.batch * pairs * frequencies + 8 * pairs * frequencies
     if kernel_spectrum:
         sizes = list(geometry.kernel_size)
         for axis in reversed(range(geometry.ndim)):

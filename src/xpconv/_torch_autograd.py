@@ -158,7 +158,7 @@ class Correlate(torch.autograd.Function):
         if w_dim is None:
             z = Correlate.apply(_into_batch(x, x_dim), w, None if b_dim is not None else b, spec)
             z = z.reshape(copies, -1, *z.shape[1:]) if x_dim is not None else z.unsqueeze(0).expand(copies, *z.shape)
-            if b_dim is not None:
+            if b is not None and b_dim is not None:
                 z = z + b.movedim(b_dim, 0).reshape(copies, 1, -1, *(1,) * (z.ndim - 3))
             return z, 0
         bias = None

@@ -29,8 +29,8 @@ conj(torch_backward(conj(ct)))``; these functions follow JAX's.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -141,7 +141,9 @@ def _jax_arrays(function: str, **arrays: Array | None) -> list[Array | None]:
 # --- xpconv's own signatures ---------------------------------------------------------------------
 
 
-def _conv(function: str, ndim: int | None, x: Array, kernel: Array, bias: Array | None, given: dict) -> Array:
+def _conv(
+    function: str, ndim: int | None, x: Array, kernel: Array, bias: Array | None, given: Mapping[str, Any]
+) -> Array:
     x, kernel, bias = _jax_arrays(function, x=x, kernel=kernel, bias=bias)
     options = _arguments.resolve_options(function, given, ConvOptions.__optional_keys__)
     ndim = _arguments.spatial_dims(tuple(kernel.shape), ndim)
@@ -152,7 +154,9 @@ def _conv(function: str, ndim: int | None, x: Array, kernel: Array, bias: Array 
     return _from_channels_first(_add_bias(_correlate(x, kernel, spec), bias), options.layout)
 
 
-def _conv_transpose(function: str, ndim: int | None, x: Array, kernel: Array, bias: Array | None, given: dict) -> Array:
+def _conv_transpose(
+    function: str, ndim: int | None, x: Array, kernel: Array, bias: Array | None, given: Mapping[str, Any]
+) -> Array:
     x, kernel, bias = _jax_arrays(function, x=x, kernel=kernel, bias=bias)
     options = _arguments.resolve_options(function, given, TransposeOptions.__optional_keys__, padding=0)
     ndim = _arguments.spatial_dims(tuple(kernel.shape), ndim)
@@ -290,7 +294,7 @@ def conv_general_dilated(
             )
         spans = [d * (k - 1) + 1 for k, d in zip(ksize, rhs_dilation)]
         padding = lax.padtype_to_pads(x.shape[2:], spans, strides, padding)
-    pairs = tuple((int(lo), int(hi)) for lo, hi in padding)
+    pairs = tuple((int(lo), int(hi)) for lo, hi in cast(Sequence[tuple[int, int]], padding))
     if len(pairs) != ndim:
         raise ValueError(f"conv_general_dilated(): padding must have {ndim} (low, high) pairs, got {padding!r}")
     options = {"method": method, "workspace_bytes": workspace_bytes}
@@ -326,7 +330,7 @@ def _input_dilated(x, w, strides, pairs, lhs_dilation, rhs_dilation, groups, met
         raise ValueError(f"conv_general_dilated(): the padding {pairs} leaves no output for input {tuple(x.shape)}")
     kernel = _transposed_kernel(w, groups)
     pads = tuple((r - lo, r - hi) for (lo, hi), r in zip(clipped, reach))
-    spec = Spec(lhs_dilation, pads, rhs_dilation, groups, method, workspace_bytes)  # type: ignore[arg-type]
+    spec = Spec(lhs_dilation, pads, rhs_dilation, groups, method, workspace_bytes)
     z = _input_grad(x, kernel, spec, (x.shape[0], w.shape[0], *sizes))
     for axis, ((lo, hi), (clo, chi)) in enumerate(zip(pairs, clipped)):
         if (lo, hi) != (clo, chi):

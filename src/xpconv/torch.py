@@ -30,7 +30,7 @@ torch is imported only when this module is.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 
@@ -55,7 +55,7 @@ __all__ = [
     "convert",
 ]
 
-Tensor = torch.Tensor
+Tensor: TypeAlias = torch.Tensor
 
 
 def _check_tensors(function: str, ndim: int, input: Any, weight: Any, bias: Any) -> bool:
@@ -287,10 +287,21 @@ def conv_transpose3d(
 
 
 class _XpconvLayer:
-    """What xpconv's layers add to torch.nn's: ``method`` and ``workspace_bytes``, shown in the repr."""
+    """What xpconv's layers add to torch.nn's: ``method`` and ``workspace_bytes``, shown in the repr.
+    The other attributes are torch.nn's (annotated here for the type checker only)."""
 
     method: Method = "auto"
     workspace_bytes: int | None = None
+    stride: Any
+    padding: Any
+    dilation: Any
+    groups: int
+    kernel_size: Any
+    padding_mode: str
+    weight: Any
+    bias: Any
+    _reversed_padding_repeated_twice: Any
+    _output_padding: Any
 
     def extra_repr(self) -> str:
         text = super().extra_repr()  # type: ignore[misc]
@@ -308,13 +319,13 @@ class _Conv(_XpconvLayer):
         self.method, self.workspace_bytes = method, workspace_bytes
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        padding = self.padding  # type: ignore[attr-defined]
-        if self.padding_mode != "zeros":  # type: ignore[attr-defined]
-            mode = self.padding_mode  # type: ignore[attr-defined]
-            input = torch.nn.functional.pad(input, self._reversed_padding_repeated_twice, mode=mode)  # type: ignore[attr-defined]
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            mode = self.padding_mode
+            input = torch.nn.functional.pad(input, self._reversed_padding_repeated_twice, mode=mode)
             padding = 0
         return type(self)._function(
-            input, weight, bias, self.stride, padding, self.dilation, self.groups,  # type: ignore[attr-defined]
+            input, weight, bias, self.stride, padding, self.dilation, self.groups,
             method=self.method, workspace_bytes=self.workspace_bytes,
         )  # fmt: skip
 
@@ -328,20 +339,20 @@ class _ConvTranspose(_XpconvLayer):
         self.method, self.workspace_bytes = method, workspace_bytes
 
     def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
-        if self.padding_mode != "zeros":  # type: ignore[attr-defined]
+        if self.padding_mode != "zeros":
             raise ValueError(f"only 'zeros' padding mode is supported for {type(self).__name__}")
-        output_padding = self._output_padding(  # type: ignore[attr-defined]
+        output_padding = self._output_padding(
             input,
             output_size,
             self.stride,
             self.padding,
             self.kernel_size,
             self._ndim,
-            self.dilation,  # type: ignore[attr-defined]
+            self.dilation,
         )
         return type(self)._function(
-            input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,  # type: ignore[attr-defined]
-            self.dilation, method=self.method, workspace_bytes=self.workspace_bytes,  # type: ignore[attr-defined]
+            input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
+            self.dilation, method=self.method, workspace_bytes=self.workspace_bytes,
         )  # fmt: skip
 
 
@@ -432,5 +443,5 @@ def convert(
             continue
         if replacement is not None:
             layer.__class__ = replacement
-        layer.method, layer.workspace_bytes = method, workspace_bytes  # type: ignore[assignment]
+        layer.method, layer.workspace_bytes = method, workspace_bytes
     return module

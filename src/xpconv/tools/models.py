@@ -252,7 +252,7 @@ def _time_model(model: Model, repeats: int) -> dict[str, float]:
 def run_models(names: list[str] | None, repeats: int, out: Path, command: str) -> int:
     """Time the models (all, or ``names``), print and write ``cpu-models.md`` and ``.json`` under ``out``."""
     chosen = [model for model in MODELS if names is None or model.name in names]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for model in chosen:
         medians = _time_model(model, repeats)
         written, converted = (medians[side] for side in SIDES[model.framework])
