@@ -152,3 +152,39 @@ def test_auto_takes_the_fft_for_the_large_kernels_and_none_of_the_classic_layers
             applicable = [m for m in methods if _gradients._obstacle(m, geometry, NUMPY, np.float32) is None]
             chosen = _gradients._rule(grad, geometry, applicable, NUMPY)
             assert (chosen == "fft") == expected, (spec.name, grad, chosen)
+
+
+SPECTRUM_CHOICES = {
+    "every axis by the FFT": lambda length, frequencies, taps, columns: True,
+    "axes of odd tap counts by the FFT, the others by the matrix": lambda length, frequencies, taps, columns: taps % 2,
+}
+
+
+@pytest.mark.parametrize("choice", list(SPECTRUM_CHOICES))
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+@pytest.mark.parametrize("name", list(EDGES))
+def test_tap_spectra_by_the_fft_of_the_zero_filled_taps(eager_xp, name, dtype, choice, monkeypatch) -> None:
+    """The kernel's spectrum and dK's taps by an FFT of the zero-filled taps (placed, flipped and
+    dilated, and wrapped modulo ``L``), on every axis or on some: the numbers stay torch's."""
+    monkeypatch.setattr(_fft, "dft_by_fft", SPECTRUM_CHOICES[choice])
+    shape, kernel_shape, params = EDGES[name]
+    check(eager_xp, shape, kernel_shape, dtype, **params)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_tap_spectra_by_the_fft_in_frequency_blocks(eager_xp, dtype, monkeypatch) -> None:
+    """A workspace that splits the kernel's spectrum and dK's products into blocks of the first
+    axis' frequencies, with that axis transformed by the FFT."""
+    monkeypatch.setattr(_fft, "dft_by_fft", lambda length, frequencies, taps, columns: True)
+    check(eager_xp, (3, 4, 12, 10), (6, 2, 5, 3), dtype, workspace_bytes=20_000, padding="same", groups=2)
+
+
+def test_a_long_fir_filter_takes_the_fft_for_its_taps(monkeypatch) -> None:
+    """1,001 taps over 20,000 samples: the pruned DFT would be a 1,001 x 10,000 matrix (made and
+    applied in 60 ms); the taps' FFT costs an FFT's. Chosen by the costs, and exact."""
+    chosen = []
+    real = _fft.dft_by_fft
+    monkeypatch.setattr(_fft, "dft_by_fft", lambda *args: chosen.append(real(*args)) or chosen[-1])
+    check(NUMPY, (1, 1, 20_000), (1, 1, 1001), "float64", padding="same")
+    assert chosen and all(chosen), chosen
+    assert not real(64, 33, 3, 64) and real(20_000, 10_001, 1001, 1)

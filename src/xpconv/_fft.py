@@ -4,10 +4,11 @@ Every pass of a convolution is, per spatial axis, a circular convolution of leng
 :class:`FFTPlan`): the large operand (x or dz) goes through the array library's FFT, the channels
 are contracted by one batched matrix product per frequency (an elementwise product when each group
 has one input channel: depthwise), and the inverse FFT gives the result. The small operand (the
-kernel, and the kernel-sized dK) never goes through an FFT of size ``L``: its few taps are
-transformed by a product with a matrix of ``exp(-2 pi i f p / L)`` (a *pruned* DFT), which costs
-``k / log L`` of an FFT, places each tap at any position (so the kernel's rotation and dilation and
-the padding cost nothing), and lays the spectrum out frequency-major for the matrix products.
+kernel, and the kernel-sized dK) has few taps: along each axis they are transformed by a product
+with a matrix of ``exp(-2 pi i f p / L)`` (a *pruned* DFT), which costs ``k / log L`` of an FFT and
+places each tap at any position (so the kernel's rotation and dilation and the padding cost
+nothing), or, where there are many taps and few columns (a 1,001-tap FIR filter), by an FFT of the
+taps placed in zeros (:func:`dft_by_fft` picks per axis from both costs).
 
 - forward: ``z = conv(x, flip(dilate(kernel)))``, read every ``s``-th value from ``E - 1 - before``;
 - dX, the tutorial's: ``dz`` dilated by the stride (placed ``s`` apart in the zeros the transform
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from array_api_compat import device as device_of
 
-from ._backends import itemsize, set_into
+from ._backends import fft_functions, itemsize, set_into
 from ._contract import over_batch
 from ._geometry import ConvGeometry
 from .typing import Array, Namespace
@@ -166,16 +167,16 @@ def spectrum(a: Array, xp: Namespace, plan: FFTPlan, *, step: Sequence[int] | No
     placed = tuple(slice(0, (m - 1) * s + 1, s) for m, s in zip(a.shape[a.ndim - ndim :], step))
     buffer = set_into(buffer, xp, (..., *placed), source)
     if plan.real:
-        return xp.fft.rfftn(buffer, axes=axes, norm=NORM)
-    return xp.fft.fftn(buffer, axes=axes, norm=NORM)
+        return fft_functions(xp).rfftn(buffer, axes=axes, norm=NORM)
+    return fft_functions(xp).fftn(buffer, axes=axes, norm=NORM)
 
 
 def inverse(spectra: Array, xp: Namespace, plan: FFTPlan) -> Array:
     """The inverse of :func:`spectrum` (scaled by ``1 / sqrt(prod(L))``)."""
     axes = _spatial(len(plan.lengths))
     if plan.real:
-        return xp.fft.irfftn(spectra, s=plan.lengths, axes=axes, norm=NORM)
-    return xp.fft.ifftn(spectra, s=plan.lengths, axes=axes, norm=NORM)
+        return fft_functions(xp).irfftn(spectra, s=plan.lengths, axes=axes, norm=NORM)
+    return fft_functions(xp).ifftn(spectra, s=plan.lengths, axes=axes, norm=NORM)
 
 
 @functools.lru_cache(maxsize=256)
@@ -209,6 +210,70 @@ def _along_axis(a: Array, xp: Namespace, matrix: Array, axis: int) -> Array:
     return xp.reshape(product, (*a.shape[:axis], matrix.shape[0], *a.shape[axis + 1 :]))
 
 
+# An FFT costs about this many times a pruned DFT's complex multiply-add per ``L log2 L`` (measured on
+# NumPy, float32, many columns: a 301-tap axis of length 2,048 at parity, 31 taps into 2,048 by the
+# matrix 7x faster); the matrix is made in the array's dtype once per call, about one unit per entry
+# (for 1,001 taps into 30,241 frequencies that alone took 100 ms, against the FFT's 1.4 ms).
+MATRIX_PER_FFT = 12
+
+
+def spectrum_cost(length: int, frequencies: int, taps: int, columns: int) -> float:
+    """The cost, in units of ``L log2 L`` of an FFT, of the spectrum of ``columns`` rows of ``taps``
+    taps along an axis of ``length`` (``frequencies`` kept): the cheaper of the pruned DFT (the
+    matrix made, then applied) and the FFT of the zero-filled taps (see :func:`dft_by_fft`)."""
+    return min(_matrix_cost(frequencies, taps, columns), _fft_cost(length, columns))
+
+
+def _matrix_cost(frequencies: int, taps: int, columns: int) -> float:
+    return frequencies * taps * (columns / MATRIX_PER_FFT + 1)
+
+
+def _fft_cost(length: int, columns: int) -> float:
+    return columns * length * math.log2(max(length, 2))
+
+
+def dft_by_fft(length: int, frequencies: int, taps: int, columns: int) -> bool:
+    """Whether the taps' spectrum along an axis costs less by an FFT of the zero-filled taps than by
+    a pruned DFT: many taps, few columns (see :func:`spectrum_cost`).
+
+    >>> dft_by_fft(64, 33, 3, 64), dft_by_fft(60480, 30241, 1001, 1)
+    (False, True)
+    """
+    return _fft_cost(length, columns) < _matrix_cost(frequencies, taps, columns)
+
+
+def _index(ndim: int, axis: int, part: slice | Array) -> tuple:
+    return tuple(part if i == axis else slice(None) for i in range(ndim))
+
+
+def _placed_dft(a: Array, xp: Namespace, length: int, positions: Sequence[int], axis: int, half: bool) -> Array:
+    """The unscaled DFT along ``axis`` of ``a``'s taps placed at ``positions`` (an arithmetic
+    sequence, modulo ``length``) in zeros: the taps go in ascending, a roll moves the first to its place."""
+    step = abs(positions[1] - positions[0]) if len(positions) > 1 else 1
+    if len(positions) > 1 and positions[1] < positions[0]:
+        a, first = xp.flip(a, axis=axis), positions[-1]
+    else:
+        first = positions[0]
+    shape = tuple(length if i == axis else size for i, size in enumerate(a.shape))
+    buffer = xp.zeros(shape, dtype=a.dtype, device=device_of(a))
+    buffer = set_into(buffer, xp, _index(a.ndim, axis, slice(0, (len(positions) - 1) * step + 1, step)), a)
+    if first % length:
+        buffer = xp.roll(buffer, first % length, axis=axis)
+    transforms = fft_functions(xp)
+    return transforms.rfft(buffer, axis=axis) if half else transforms.fft(buffer, axis=axis)
+
+
+def _values_at(a: Array, xp: Namespace, length: int, positions: Sequence[int], axis: int, half: bool) -> Array:
+    """The unscaled inverse DFT along ``axis`` of the spectra ``a``, read at ``positions`` (modulo ``length``)."""
+    transforms = fft_functions(xp)
+    if half:
+        values = transforms.irfft(a, n=length, axis=axis, norm="forward")
+    else:
+        values = transforms.ifft(a, axis=axis, norm="forward")
+    index = xp.asarray(np.asarray(positions, dtype=np.int64) % length, device=device_of(a))
+    return xp.take(values, index, axis=axis)
+
+
 def _pruned_dft(
     a: Array,
     xp: Namespace,
@@ -218,13 +283,33 @@ def _pruned_dft(
     rows: slice | None,
     inverse: bool,
 ) -> Array:
-    """The DFT matrices of :func:`_dft_matrix` applied along the axes of ``a`` from ``first`` on, the
-    smaller arrays first (forward: the last axis first, as the arrays grow from k to L; inverse: the
-    first axis first, as they shrink); ``rows`` restricts the first axis' frequencies."""
+    """The DFT of taps at ``positions`` along the axes of ``a`` from ``first`` on (or its inverse, read
+    at ``positions``), the smaller arrays first (forward: the last axis first, as the arrays grow from
+    k to L; inverse: the first axis first, as they shrink); ``rows`` restricts the first axis'
+    frequencies. Each axis goes by the matrices of :func:`_dft_matrix` or by an FFT, whichever
+    :func:`dft_by_fft` finds cheaper; a real plan's last axis (half the frequencies) comes first in
+    the forward direction, while ``a`` is real, and last in the inverse, whose result it makes real."""
     ndim = len(plan.lengths)
     for axis in range(ndim) if inverse else reversed(range(ndim)):
         half = plan.real and axis == ndim - 1
-        values = _dft_matrix(plan.lengths[axis], plan.frequencies[axis], tuple(positions[axis]), inverse, half)
+        length, taps = plan.lengths[axis], len(positions[axis])
+        columns = math.prod(a.shape) // max(a.shape[first + axis], 1)
+        if dft_by_fft(length, plan.frequencies[axis], taps, columns):
+            if inverse:
+                if axis == 0 and rows is not None:
+                    shape = tuple(plan.frequencies[0] if i == first else size for i, size in enumerate(a.shape))
+                    embedded = xp.zeros(shape, dtype=a.dtype, device=device_of(a))
+                    a = set_into(embedded, xp, _index(a.ndim, first, rows), a)
+                a = _values_at(a, xp, length, positions[axis], first + axis, half)
+            else:
+                a = a if half or xp.isdtype(a.dtype, "complex floating") else xp.astype(a, _complex_dtype(xp, a.dtype))
+                a = _placed_dft(a, xp, length, positions[axis], first + axis, half)
+                if axis == 0 and rows is not None:
+                    a = a[_index(a.ndim, first, rows)]
+            continue
+        if not xp.isdtype(a.dtype, "complex floating"):
+            a = xp.astype(a, _complex_dtype(xp, a.dtype))
+        values = _dft_matrix(length, plan.frequencies[axis], tuple(positions[axis]), inverse, half)
         matrix = xp.asarray(values, dtype=a.dtype, device=device_of(a))
         if axis == 0 and rows is not None:
             matrix = matrix[:, rows] if inverse else matrix[rows, :]
@@ -244,8 +329,9 @@ def tap_spectrum(
     """The spectrum of a few taps placed at ``positions`` (per axis) in arrays of the plan's lengths,
     by one matrix product per axis (a pruned DFT): the tap axes of ``taps``, from axis ``first`` on,
     become frequency axes. ``rows`` keeps a block of the first axis' frequencies only."""
-    complex_taps = xp.astype(taps, _complex_dtype(xp, taps.dtype))
-    return _pruned_dft(complex_taps, xp, plan, positions, first, rows, inverse=False)
+    if not plan.real and not xp.isdtype(taps.dtype, "complex floating"):
+        taps = xp.astype(taps, _complex_dtype(xp, taps.dtype))
+    return _pruned_dft(taps, xp, plan, positions, first, rows, inverse=False)
 
 
 def read_taps(
@@ -262,7 +348,7 @@ def read_taps(
     With ``rows``, the spectra hold that block of the first axis' frequencies only, and the result
     is its share."""
     result = _pruned_dft(spectra, xp, plan, positions, first, rows, inverse=True)
-    return xp.real(result) if plan.real else result
+    return xp.real(result) if plan.real and xp.isdtype(result.dtype, "complex floating") else result
 
 
 # --- the three passes --------------------------------------------------------------------------------
