@@ -281,21 +281,28 @@ def test_native_where_the_library_has_no_convolution_or_the_dtype_is_refused() -
 
 
 def test_auto_rule_on_torch_keeps_torch_where_it_is_faster() -> None:
-    """The measured picks (xpconv._native.native_pays): 3x3, 3-D and 1x1 layers and a 401-tap filterbank
-    stay on torch's own convolution; a 31x31 depthwise layer, a dense 13x13 one and depthwise dK go to the FFT."""
+    """The measured picks (xpconv._native.native_pays, ``bench --regret``), each at least 2x faster than
+    the other: 3x3 and 3-D layers stay on torch's own convolution; a 31x31 depthwise layer, a dense
+    13x13 one, depthwise dK, a 401-tap filterbank on one channel (10 ms against 37 ms) and a 9x9 blur
+    of a large image go to the FFT; a 15x15 depthwise layer's forward too (oneDNN's fast depthwise
+    kernel ends at 13 taps wide: 10 ms against 76 ms), its dX not (2 ms against 12 ms)."""
     from xpconv import _gradients
     from xpconv._geometry import conv_geometry
 
     cases = {
         "resnet3x3": ((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, ("native", "native", "native")),
         "conv3d": ((2, 16, 32, 32, 32), (16, 16, 3, 3, 3), 1, 1, ("native", "native", "native")),
-        "filterbank401": ((4, 1, 16000), (64, 1, 401), 200, 1, ("native", "native", "native")),
+        "filterbank401": ((4, 1, 16000), (64, 1, 401), 200, 1, ("fft", "fft", "fft")),
+        "blur9x9": ((1, 1, 1024, 1024), (1, 1, 9, 9), 4, 1, ("fft", "fft", "fft")),
         "depthwise7x7": ((16, 96, 56, 56), (96, 1, 7, 7), 3, 96, ("native", "native", "fft")),
         "depthwise31x31": ((4, 64, 56, 56), (64, 1, 31, 31), 15, 64, ("fft", "fft", "fft")),
         "dense13x13": ((8, 32, 64, 64), (32, 32, 13, 13), 6, 1, ("fft", "fft", "fft")),
+        "depthwise15x15s2": ((4, 64, 64, 64), (64, 1, 15, 15), 7, 64, ("fft", "native", "fft"), 2),
     }
-    for name, (x_shape, k_shape, padding, groups, expected) in cases.items():
-        geometry = conv_geometry(x_shape, k_shape, ndim=len(x_shape) - 2, padding=padding, groups=groups)
+    for name, (x_shape, k_shape, padding, groups, expected, *stride) in cases.items():
+        geometry = conv_geometry(
+            x_shape, k_shape, ndim=len(x_shape) - 2, padding=padding, groups=groups, stride=stride[0] if stride else 1
+        )
         applicable = _gradients._applicable(
             ("winograd", "fft", "native", "dilate", "direct"), geometry, TORCH, torch.float32
         )

@@ -51,7 +51,7 @@ from ._autotune import autotuning, tuned
 from ._blocks import dilate_axes
 from ._contract import Windows, contract_weights, correlate, scatter_windows
 from ._dask import over_dask_chunks
-from ._fft import FFTPlan, fft_backward, fft_forward, fft_input_grad, fft_weight_grad
+from ._fft import FFTPlan, fft_backward, fft_forward, fft_input_grad, fft_weight_grad, spectrum_cost
 from ._geometry import ConvGeometry
 from ._native import native_forward, native_input_grad, native_obstacle, native_pays, native_weight_grad
 from ._winograd import Tiling, winograd_correlate, winograd_weight_grad
@@ -141,10 +141,11 @@ def fft_pays(geometry: ConvGeometry, grad: str) -> bool:
     return fft_advantage(geometry) > FFT_MARGIN
 
 
-def fft_advantage(geometry: ConvGeometry, *, kernel_spectrum: bool = False) -> float:
+def fft_advantage(geometry: ConvGeometry, *, kernel_spectrum: bool = True) -> float:
     """The column matrix's estimated cost over the FFT's (see :func:`fft_pays`). ``kernel_spectrum``
-    adds the pruned DFT of the taps, one ``k x L`` product per axis: negligible for few taps, the
-    bulk of the FFT's work for hundreds (a 401-tap filterbank over 16,000 samples)."""
+    adds the taps' spectrum (the kernel's, and dK's read back), per axis the cheaper of the pruned DFT
+    and the FFT of the zero-filled taps (:func:`xpconv._fft.spectrum_cost`): negligible for few taps,
+    one more transform for hundreds (a 1,001-tap FIR filter)."""
     plan = FFTPlan.of(geometry, real=True)
     channels_per_group = geometry.in_channels // geometry.groups
     pairs = geometry.out_channels * channels_per_group
@@ -155,7 +156,8 @@ def fft_advantage(geometry: ConvGeometry, *, kernel_spectrum: bool = False) -> f
     if kernel_spectrum:
         sizes = list(geometry.kernel_size)
         for axis in reversed(range(geometry.ndim)):
-            products += 0.7 * pairs * math.prod(sizes) * plan.frequencies[axis]
+            columns = pairs * math.prod(sizes) // sizes[axis]
+            transforms += spectrum_cost(plan.lengths[axis], plan.frequencies[axis], sizes[axis], columns)
             sizes[axis] = plan.frequencies[axis]
     return direct / (0.5 * transforms + 4 * products)
 
@@ -196,7 +198,7 @@ def _remembered_rule(grad: str, geometry: ConvGeometry, applicable: tuple[str, .
     """:func:`_rule` of plain values, remembered: a model calls the same layers every step, and the
     estimates cost more than a small layer's native convolution (~100 us against ~20 us)."""
     own = _own_rule(grad, geometry, list(applicable))
-    advantage = fft_advantage(geometry, kernel_spectrum=True)
+    advantage = fft_advantage(geometry)
     if "native" in applicable and native_pays(geometry, grad, own, advantage, library):
         return "native"
     return own

@@ -25,12 +25,15 @@ __all__ = ["native_forward", "native_input_grad", "native_obstacle", "native_pay
 # How much faster than the library's own convolution the FFT must look (in xpconv's cost units:
 # the column matrix's multiply-adds over the FFT's estimate) before "auto" leaves it; see native_pays.
 TORCH_FFT_ADVANTAGE = 3.2
-# Channels per group up to which oneDNN keeps a dense layer: the FFT's per-frequency products are then
-# outer products, memory-bound (a 64-filter 401-tap bank on raw audio: 122-246 ms per pass by FFT,
-# 54-81 ms native, at batch 8).
+# Channels per group up to which a dense layer the FFT pays for never goes to oneDNN: with one or two
+# input channels its kernels do not vectorise over channels (a 9x9 blur of a 1024x1024 image: 34 ms
+# native, 10 ms by FFT; a 64-filter 401-tap bank over 16,000 samples: 37 ms against 10 ms).
 TORCH_FEW_CHANNELS = 2
-# Depthwise kernels from this many taps on, where oneDNN's depthwise forward falls to ~2 GMAC/s.
-TORCH_DEPTHWISE_LARGE = 100
+# The widest depthwise kernel oneDNN's fast depthwise forward and dX take (measured, 64 channels at
+# 56x56: forward 13x13 5.5 ms native against 13 ms by FFT, 15x15 252 ms against 14 ms; dX 21x21 6.7 ms
+# against 7.7 ms, 31x31 14 ms against 5.4 ms).
+TORCH_DEPTHWISE_FORWARD_WIDEST = 13
+TORCH_DEPTHWISE_INPUT_WIDEST = 21
 
 
 def native_obstacle(xp: Namespace, dtype: Any) -> str | None:
@@ -57,10 +60,10 @@ def native_pays(geometry: ConvGeometry, grad: str, own: str, fft_advantage: floa
     - torch: oneDNN is 2-10x faster than xpconv's column matrix and Winograd (resnet's 3x3 at 64
       channels: 8 ms against 16-20 ms per pass; a 3-D 3x3x3: 4 ms against 46 ms), so it takes every
       pass but where the FFT wins by far: dense layers whose FFT advantage is above 3.2 (13x13 at 32
-      channels: 8.5 ms against 40 ms), depthwise dK (oneDNN's runs at ~2 GMAC/s: 7x7 at 96 channels,
-      23 ms by FFT against 120 ms) and depthwise kernels of 100 taps or more (31x31: 5 ms against
-      364 ms). Filterbanks on one or two input channels stay native: a 64-filter, 401-tap bank
-      over 16,000 samples took 54-81 ms per pass natively against 122-246 ms by FFT (batch 8).
+      channels: 8.5 ms against 40 ms), and any the FFT pays for on one or two input channels (long
+      FIR filters, filterbanks on raw audio, blurs: 3-100x); depthwise dK (oneDNN's runs at ~2
+      GMAC/s: 7x7 at 96 channels, 23 ms by FFT against 120 ms), the depthwise forward from 15 taps
+      wide (its fast kernel ends at 13: 15x15, 252 ms against 14 ms) and dX from 31.
     - JAX: XLA's CPU convolution beats the column matrix for kernels of more than one tap (3x3:
       26 ms against 116 ms) but loses to the FFT wherever xpconv's rule takes it (depthwise 7x7:
       78 ms against 429 ms), and to the plain matrix product on 1x1 kernels.
@@ -73,9 +76,12 @@ def native_pays(geometry: ConvGeometry, grad: str, own: str, fft_advantage: floa
     if own != "fft":
         return True
     if geometry.groups > 1 and geometry.in_channels == geometry.groups:  # depthwise
-        return grad != "weight" and math.prod(geometry.kernel_size) < TORCH_DEPTHWISE_LARGE
+        widest = max(geometry.kernel_size)
+        if grad == "forward":
+            return widest <= TORCH_DEPTHWISE_FORWARD_WIDEST
+        return grad == "input" and widest <= TORCH_DEPTHWISE_INPUT_WIDEST
     if geometry.in_channels // geometry.groups <= TORCH_FEW_CHANNELS:
-        return True
+        return False
     return fft_advantage < TORCH_FFT_ADVANTAGE
 
 

@@ -596,14 +596,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument(
         "--suite",
-        choices=[*SUITES, "models"],
+        choices=[*SUITES, "models", "signals"],
         default="classic",
         help="classic: 3x3 and other common CNN layers (default); large: 7x7 to 31x31 kernels, long 1-D "
         "filters and a complex case, with sigpy where it applies; models: one training step of model blocks "
-        "in torch and Flax, as written and through xpconv (xpconv.tools.models)",
+        "in torch and Flax, as written and through xpconv (xpconv.tools.models); signals: one-channel signals, "
+        "images and volumes against scipy.signal (xpconv.tools.signals)",
     )
     parser.add_argument("--models", nargs="+", help="with --suite models: these models only")
-    parser.add_argument("--layers", nargs="+", choices=list(LAYERS), help="these layers instead of a suite")
+    parser.add_argument("--layers", nargs="+", help="these layers instead of a suite (with --regret: of its set)")
     parser.add_argument(
         "--candidates",
         nargs="+",
@@ -619,7 +620,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--accuracy", action="store_true", help="float32 error of each method and of torch, against float64 torch"
     )
+    parser.add_argument(
+        "--regret",
+        action="store_true",
+        help='each pass of a held-out set timed by every method and by "auto": how much slower "auto" is '
+        "than the fastest (xpconv.tools.regret)",
+    )
+    parser.add_argument("--libraries", nargs="+", choices=["numpy", "torch"], default=["numpy", "torch"])
     args = parser.parse_args(argv)
+    unknown = [name for name in args.layers or () if name not in LAYERS and not args.regret]
+    if unknown:
+        parser.error(f"--layers: no such layer {unknown} (the suites' layers are {', '.join(LAYERS)})")
     command = "python -m xpconv bench" + (" " + " ".join(argv) if argv else "")
     if args.accuracy:
         text = accuracy_markdown(command)
@@ -627,6 +638,15 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "accuracy.md").write_text(text)
         return 0
+    if args.regret:
+        from .regret import run_regret
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        return run_regret(args.libraries, args.repeats, args.out / "regret", args.layers, command)
+    if args.suite == "signals":
+        from .signals import run_signals
+
+        return run_signals(args.repeats, args.out, command)
     if args.suite == "models":
         from .models import run_models
 

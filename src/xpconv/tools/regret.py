@@ -1,0 +1,200 @@
+"""``python -m xpconv bench --regret``: how much slower ``method="auto"`` is than the fastest method.
+
+Every pass (forward, dX, dK) of every geometry of a held-out set (none of it in the benchmark
+suites: long FIR filters, one-channel filterbanks, 1-D audio layers, large images, mid-size kernels,
+depthwise, complex, 3-D volumes) is timed with each method that applies and with ``"auto"``, in
+alternating rounds, medians; each library runs in a process of its own (an idle torch thread pool
+slows NumPy's work, and the other way round). The *regret* of a pass is ``"auto"``'s time over the
+fastest method's: 1.0 when ``"auto"`` picks the winner (below 1 is timing noise).
+
+A method that takes more than :data:`HOPELESS` times the fastest in its first (warm-up) call is
+timed once only: it cannot win, and the column matrix of a 1,001-tap filter takes seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import xpconv
+
+from .bench import Layer
+
+PASSES = ("forward", "input", "weight")
+METHODS = ("direct", "dilate", "winograd", "fft", "native")
+LIBRARIES = ("numpy", "torch")
+HOPELESS = 8.0
+
+# The held-out set: the cases of issue 21 and the kinds of layer its users bring, float32 unless said.
+REGRET_SET = [
+    Layer("fir 60000x1001 same", 1, 1, (60_000,), 1, 1001, padding="same"),
+    Layer("fir 20000x301 valid", 1, 1, (20_000,), 1, 301),
+    Layer("fir 8000x2001 full", 1, 1, (8_000,), 1, 2001, padding="full"),
+    Layer("filterbank 64x401 over 16000", 4, 1, (16_000,), 64, 401, padding="same"),
+    Layer("filterbank 80x251 stride 10", 4, 1, (16_000,), 80, 251, stride=10),
+    Layer("audio 64ch k9 4000", 8, 64, (4_000,), 64, 9, padding="same"),
+    Layer("audio 32ch k3 16000", 4, 32, (16_000,), 32, 3, padding=1),
+    Layer("blur 512x512 31x31", 1, 1, (512, 512), 1, 31, padding="same"),
+    Layer("blur 1024x1024 9x9", 1, 1, (1024, 1024), 1, 9, padding="same"),
+    Layer("rgb 3->16 256x256 5x5", 4, 3, (256, 256), 16, 5, padding="same"),
+    Layer("cnn 32ch 5x5 56x56", 8, 32, (56, 56), 32, 5, padding=2),
+    Layer("cnn 64ch 9x9 28x28", 8, 64, (28, 28), 64, 9, padding="same"),
+    Layer("depthwise 128ch 11x11 28x28", 8, 128, (28, 28), 128, 11, padding="same", groups=128),
+    Layer("depthwise 64ch 15x15 s2", 4, 64, (64, 64), 64, 15, stride=2, padding=7, groups=64),
+    Layer("complex 256x256 9x9", 1, 1, (256, 256), 1, 9, padding="same", dtype="complex64"),
+    Layer("complex coils 4ch 7x7", 2, 4, (96, 96), 4, 7, padding="same", dtype="complex64"),
+    Layer("volume 64^3 7^3", 1, 1, (64, 64, 64), 1, 7, padding="same"),
+    Layer("volume 8ch 24^3 3^3", 2, 8, (24, 24, 24), 8, 3, padding=1),
+]
+
+
+def _as_library(library: str) -> Callable[[np.ndarray], Any]:
+    if library == "torch":
+        import torch
+
+        return torch.asarray
+    return lambda a: a
+
+
+def pass_call(spec: Layer, library: str, grad: str, method: str) -> Callable[[], Any]:
+    """One pass of ``spec`` by ``method`` (xpconv's public API), on fresh arrays of ``library``."""
+    convert = _as_library(library)
+    x, kernel, dz = (convert(a) for a in spec.arrays())
+    x_shape, kernel_shape, _ = spec.shapes
+    options = dict(spec.params, method=method)
+    if grad == "forward":
+        return lambda: xpconv.conv(x, kernel, **options)
+    if grad == "input":
+        return lambda: xpconv.conv_input_grad(dz, kernel, x_shape, **options)
+    return lambda: xpconv.conv_weight_grad(dz, x, kernel_shape, **options)
+
+
+def seconds_of(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_pass(spec: Layer, library: str, grad: str, repeats: int) -> dict[str, float]:
+    """Median seconds of one pass by every method that applies and by ``"auto"``."""
+    calls: dict[str, Callable[[], Any]] = {}
+    first: dict[str, float] = {}
+    for method in ("auto", *METHODS):
+        if grad == "forward" and method == "dilate":
+            continue  # the forward's "dilate" is its "direct"
+        call = pass_call(spec, library, grad, method)
+        try:
+            first[method] = seconds_of(call)
+        except ValueError:
+            continue  # the method does not apply here
+        calls[method] = call
+    best = min(first.values())
+    contenders = [m for m in calls if first[m] <= HOPELESS * best or m == "auto"]
+    times: dict[str, list[float]] = {m: [] for m in contenders}
+    for round_ in range(repeats):
+        order = contenders[round_ % len(contenders) :] + contenders[: round_ % len(contenders)]
+        for method in order:
+            times[method].append(seconds_of(calls[method]))
+    medians = {m: statistics.median(t) for m, t in times.items()}
+    return {m: medians.get(m, first[m]) for m in calls}
+
+
+def measure(specs: Sequence[Layer], library: str, repeats: int) -> list[dict[str, Any]]:
+    """Every pass of every geometry of ``specs`` on ``library``, as rows of the regret table."""
+    rows = []
+    for spec in specs:
+        for grad in PASSES:
+            seconds = time_pass(spec, library, grad, repeats)
+            own = {m: t for m, t in seconds.items() if m != "auto"}
+            fastest = min(own, key=own.__getitem__)
+            rows.append(
+                {
+                    "layer": spec.name,
+                    "pass": grad,
+                    "library": library,
+                    "seconds": seconds,
+                    "fastest": fastest,
+                    "regret": seconds["auto"] / own[fastest],
+                }
+            )
+            print(f"  {library:6} {spec.name:32} {grad:8} regret {rows[-1]['regret']:.2f} (fastest {fastest})")
+    return rows
+
+
+def statistics_of(regrets: Sequence[float]) -> dict[str, float]:
+    """Median, 90th percentile (nearest rank) and worst."""
+    ordered = sorted(regrets)
+    rank = max(0, math.ceil(0.9 * len(ordered)) - 1)
+    return {"median": statistics.median(ordered), "p90": ordered[rank], "worst": ordered[-1]}
+
+
+def markdown(rows: list[dict[str, Any]], command: str) -> str:
+    lines = [
+        '# Regret of method="auto"',
+        "",
+        f"Command: `{command}`. Each pass timed with every method that applies and with `auto`, medians of",
+        'alternating rounds, one process per library; regret = `auto` / fastest. "-": does not apply.',
+        "",
+    ]
+    for library in sorted({row["library"] for row in rows}):
+        mine = [row for row in rows if row["library"] == library]
+        summary = statistics_of([row["regret"] for row in mine])
+        lines += [
+            f"## {library}: median {summary['median']:.2f}, 90th percentile {summary['p90']:.2f}, "
+            f"worst {summary['worst']:.2f} ({len(mine)} passes)",
+            "",
+            "| layer | pass | " + " | ".join(METHODS) + " | auto | regret |",
+            "| --- | --- | " + " | ".join("---:" for _ in METHODS) + " | ---: | ---: |",
+        ]
+        for row in mine:
+            cells = [f"{row['seconds'][m] * 1e3:.2f}" if m in row["seconds"] else "-" for m in (*METHODS, "auto")]
+            fastest = METHODS.index(row["fastest"])
+            cells[fastest] = f"**{cells[fastest]}**"
+            lines.append(f"| {row['layer']} | {row['pass']} | " + " | ".join(cells) + f" | {row['regret']:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_regret(libraries: Sequence[str], repeats: int, out: Path, layers: Sequence[str] | None, command: str) -> int:
+    """Each library in a process of its own; the table to ``out`` (``.md`` and ``.json``)."""
+    rows: list[dict[str, Any]] = []
+    for library in libraries:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "rows.json"
+            worker = [sys.executable, "-m", "xpconv.tools.regret", "--worker", library, "--repeats", str(repeats)]
+            worker += ["--json", str(path)] + (["--layers", *layers] if layers else [])
+            subprocess.run(worker, check=True)
+            rows += json.loads(path.read_text())
+    out.with_suffix(".json").write_text(json.dumps({"layers": [asdict(s) for s in REGRET_SET], "rows": rows}, indent=1))
+    out.with_suffix(".md").write_text(markdown(rows, command))
+    print(markdown(rows, command))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xpconv.tools.regret")
+    parser.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--layers", nargs="+")
+    args = parser.parse_args(argv)
+    specs = [s for s in REGRET_SET if not args.layers or s.name in args.layers]
+    rows = measure(specs, args.worker, args.repeats)
+    args.json.write_text(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
