@@ -15,7 +15,7 @@ from xpconv import _fft
 from xpconv._geometry import conv_geometry
 
 
-def test_fast_lengths_are_the_smallest_7_smooth_ones() -> None:
+def test_fast_lengths_are_7_smooth_and_at_most_8_percent_above_the_smallest() -> None:
     def smooth(n: int) -> bool:
         for p in (2, 3, 5, 7):
             while n % p == 0:
@@ -23,8 +23,11 @@ def test_fast_lengths_are_the_smallest_7_smooth_ones() -> None:
         return n == 1
 
     for n in range(1, 2000):
-        expected = next(m for m in itertools.count(n) if smooth(m))
-        assert _fft.fast_length(n) == expected, n
+        smallest = next(m for m in itertools.count(n) if smooth(m))
+        length = _fft.fast_length(n)
+        assert smooth(length) and smallest <= length <= max(smallest, int(1.08 * n)), n
+    # measured (scipy.fft, float32 rfft): 61,440 = 2^12 3 5 in 0.36 ms, 60,750 = 2 3^5 5^3 in 0.68 ms
+    assert _fft.fast_length(60_500) == 61_440
 
 
 def test_the_padding_is_not_transformed() -> None:
