@@ -412,14 +412,17 @@ def _per_frequency(
     return blockwise
 
 
-def _to_frequency_major(spectra: Array, xp: Namespace, groups: int) -> Array:
-    """``(n, C, *freq)`` -> ``(*freq, groups, n, C // groups)``, the layout of the per-frequency
-    products, copied in that order: NumPy's matmul falls back to a slow loop on stacked matrices
-    with no unit stride (the reshape to one axis is the standard's way to such a copy)."""
+def _to_frequency_major(spectra: Array, xp: Namespace, groups: int, *, samples_last: bool = False) -> Array:
+    """``(n, C, *freq)`` -> ``(*freq, groups, n, C // groups)`` (with ``samples_last``
+    ``(*freq, groups, C // groups, n)``), the layout of the per-frequency products, copied in that
+    order: NumPy's matmul falls back to a slow loop on stacked matrices with no unit stride (the
+    reshape to one axis is the standard's way to such a copy; dK's products on a transposed view
+    took 13 ms against 8.5 ms)."""
     n, channels, *frequencies = spectra.shape
     ndim = len(frequencies)
     grouped = xp.reshape(spectra, (n, groups, channels // groups, *frequencies))
-    moved = xp.permute_dims(grouped, (*range(3, 3 + ndim), 1, 0, 2))
+    order = (1, 2, 0) if samples_last else (1, 0, 2)
+    moved = xp.permute_dims(grouped, (*range(3, 3 + ndim), *order))
     return xp.reshape(xp.reshape(moved, (-1,)), moved.shape)
 
 
@@ -534,7 +537,7 @@ def _weight_grad_taps(grads: Array, inputs: Array, xp: Namespace, plan: FFTPlan,
         summed = xp.sum(grouped * inputs[:, :, None, ...], axis=0)  # (g, F // g, *freq)
         return xp.reshape(read_taps(summed, xp, plan, reads, first=2), geometry.kernel_shape)
     # (*freq, g, F // g, n) @ (*freq, g, n, C // g), summed block by block into the taps
-    grads_t = xp.matrix_transpose(_to_frequency_major(grads, xp, groups))
+    grads_t = _to_frequency_major(grads, xp, groups, samples_last=True)
     inputs_t = _to_frequency_major(inputs, xp, groups)
     taps = None
     for rows in blocks:

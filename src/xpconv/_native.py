@@ -63,7 +63,10 @@ def native_pays(geometry: ConvGeometry, grad: str, own: str, fft_advantage: floa
       channels: 8.5 ms against 40 ms), and any the FFT pays for on one or two input channels (long
       FIR filters, filterbanks on raw audio, blurs: 3-100x); depthwise dK (oneDNN's runs at ~2
       GMAC/s: 7x7 at 96 channels, 23 ms by FFT against 120 ms), the depthwise forward from 15 taps
-      wide (its fast kernel ends at 13: 15x15, 252 ms against 14 ms) and dX from 31.
+      wide (its fast kernel ends at 13: 15x15, 252 ms against 14 ms) and dX from 31. The dX of a
+      layer with one input channel (a convolution into one channel) stays xpconv's too: a strided
+      80-filter bank on raw audio, 12 ms by col2im against 14 ms native; 64 filters of 31 taps at
+      stride 2, 7 ms against 19 ms; mnist's 5x5, 1.4 ms against 2.0 ms.
     - JAX: XLA's CPU convolution beats the column matrix for kernels of more than one tap (3x3:
       26 ms against 116 ms) but loses to the FFT wherever xpconv's rule takes it (depthwise 7x7:
       78 ms against 429 ms), and to the plain matrix product on 1x1 kernels.
@@ -73,8 +76,9 @@ def native_pays(geometry: ConvGeometry, grad: str, own: str, fft_advantage: floa
     """
     if library == "jax":
         return own != "fft" and math.prod(geometry.kernel_size) > 1
+    one_channel = geometry.in_channels == 1
     if own != "fft":
-        return True
+        return not (grad == "input" and one_channel)
     if geometry.groups > 1 and geometry.in_channels == geometry.groups:  # depthwise
         widest = max(geometry.kernel_size)
         if grad == "forward":

@@ -36,6 +36,9 @@ PASSES = ("forward", "input", "weight")
 METHODS = ("direct", "dilate", "winograd", "fft", "native")
 LIBRARIES = ("numpy", "torch")
 HOPELESS = 8.0
+# Passes faster than this take more rounds (up to MOST_ROUNDS): a 1 ms pass moved by 1.7x between rounds.
+FAST_PASS_SECONDS = 0.1
+MOST_ROUNDS = 41
 
 # The held-out set: the cases of issue 21 and the kinds of layer its users bring, float32 unless said.
 REGRET_SET = [
@@ -103,7 +106,8 @@ def time_pass(spec: Layer, library: str, grad: str, repeats: int) -> dict[str, f
     best = min(first.values())
     contenders = [m for m in calls if first[m] <= HOPELESS * best or m == "auto"]
     times: dict[str, list[float]] = {m: [] for m in contenders}
-    for round_ in range(repeats):
+    rounds = max(repeats, min(MOST_ROUNDS, int(FAST_PASS_SECONDS / best)))  # sub-ms passes are noisy
+    for round_ in range(rounds):
         order = contenders[round_ % len(contenders) :] + contenders[: round_ % len(contenders)]
         for method in order:
             times[method].append(seconds_of(calls[method]))
