@@ -8,6 +8,8 @@ import pytest
 from helpers import NUMPY, assert_close, to_numpy
 
 from xpconv.tools import bench as _bench
+from xpconv.tools import runner as _runner
+from xpconv.tools.suites import layer
 
 
 def test_bench_writes_markdown_and_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -26,17 +28,17 @@ def test_bench_writes_markdown_and_json(tmp_path, capsys: pytest.CaptureFixture[
 def test_bench_candidates_compute_the_same_gradients(name: str) -> None:
     """What is timed is what is tested: every CPU candidate's forward and backward agree with the
     others, on a classic layer and on the complex one (where sigpy computes too)."""
-    spec = _bench.layer(name)
+    spec = layer(name)
     results = {}
-    for candidate in _bench.available("cpu", list(_bench.CPU_CANDIDATES)):
+    for candidate in _runner.available("cpu", list(_runner.CPU_CANDIDATES)):
         try:
-            (forward, backward, _), _ = _bench.make_runner(candidate, "cpu", spec)
-        except _bench.NotApplicable:
+            (forward, backward, _), _ = _runner.make_runner(candidate, "cpu", spec)
+        except _runner.NotApplicable:
             assert candidate == "sigpy" and name == "mnist5x5"  # sigpy has no padding widths
             continue
         grads = backward()
         results[candidate] = [to_numpy(forward()), *(to_numpy(g) for g in grads[:2])]
-    assert ("sigpy" in results) == (name == "coils15x15" and "sigpy" in _bench.available("cpu", ["sigpy"]))
+    assert ("sigpy" in results) == (name == "coils15x15" and "sigpy" in _runner.available("cpu", ["sigpy"]))
     reference = results["xpconv numpy"]
     for candidate, values in results.items():
         for got, expected, what in zip(values, reference, ("z", "dx", "dkernel")):
@@ -58,3 +60,32 @@ def test_sweep_writes_table_and_plot(tmp_path, monkeypatch: pytest.MonkeyPatch) 
     assert plot.stat().st_size > 0
     rows = json.loads((tmp_path / "sweep.json").read_text())["rows"]
     assert {row["layer"] for row in rows} == {"batch 1", "size 14"}
+
+
+def test_regret_table_of_the_held_out_set(tmp_path) -> None:
+    """``bench --regret`` on one geometry of its set: every pass timed by every method that applies
+    and by "auto", the regret its time over the fastest's. The set is held out of the suites."""
+    from xpconv.tools.suites import LAYERS, REGRET_SET
+
+    assert not {spec.name for spec in REGRET_SET} & set(LAYERS)
+    assert not {spec.shapes for spec in REGRET_SET} & {spec.shapes for spec in LAYERS.values()}
+    name = "complex 256x256 9x9"
+    args = ["--regret", "--libraries", "numpy", "--repeats", "1", "--layers", name, "--out", str(tmp_path)]
+    assert _bench.main(args) == 0
+    rows = json.loads((tmp_path / "regret.json").read_text())["rows"]
+    assert [(row["layer"], row["pass"]) for row in rows] == [(name, p) for p in ("forward", "input", "weight")]
+    for row in rows:
+        own = {m: t for m, t in row["seconds"].items() if m != "auto"}
+        assert {"direct", "fft"} <= set(own) and "native" not in own  # NumPy has no convolution of its own
+        assert row["fastest"] == min(own, key=own.__getitem__)
+        assert row["regret"] == pytest.approx(row["seconds"]["auto"] / own[row["fastest"]])
+    assert "## numpy: median" in (tmp_path / "regret.md").read_text()
+
+
+def test_signals_suite_against_scipy(tmp_path) -> None:
+    """``bench --suite signals``: xpconv's three passes on one-channel data beside scipy.signal's
+    (which the suite first checks compute the same numbers)."""
+    pytest.importorskip("scipy", reason="the signals suite compares with scipy.signal")
+    assert _bench.main(["--suite", "signals", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "cpu-signals.md").read_text()
+    assert table.count("| 1-D, 60,000 samples, 1,001 taps |") == 3 and "| 3-D, 80^3, 9^3 | weight |" in table

@@ -145,7 +145,7 @@ def test_auto_takes_the_fft_for_the_large_kernels_and_none_of_the_classic_layers
     slower than the column matrix on every classic layer (mnist5x5's 5x5 kernel included) and
     faster on every large one (see fft_pays and docs/performance.md)."""
     from xpconv import _gradients
-    from xpconv.tools.bench import CLASSIC, LARGE
+    from xpconv.tools.suites import CLASSIC, LARGE
 
     for spec, expected in [*((s, False) for s in CLASSIC), *((s, True) for s in LARGE)]:
         x_shape, kernel_shape, _ = spec.shapes

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import xpconv
 from xpconv._winograd import transform_matrices
-from xpconv.tools.bench import LAYERS
+from xpconv.tools.suites import LAYERS
 
 # Lavin & Gray (2016), F(2x2, 3x3) and F(4x4, 3x3), as printed there (rows of B^T, G, A^T).
 LAVIN = {

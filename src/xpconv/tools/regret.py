@@ -30,7 +30,7 @@ import numpy as np
 
 import xpconv
 
-from .bench import Layer
+from .suites import REGRET_SET, Layer
 
 PASSES = ("forward", "input", "weight")
 METHODS = ("direct", "dilate", "winograd", "fft", "native")
@@ -39,28 +39,6 @@ HOPELESS = 8.0
 # Passes faster than this take more rounds (up to MOST_ROUNDS): a 1 ms pass moved by 1.7x between rounds.
 FAST_PASS_SECONDS = 0.1
 MOST_ROUNDS = 41
-
-# The held-out set: the cases of issue 21 and the kinds of layer its users bring, float32 unless said.
-REGRET_SET = [
-    Layer("fir 60000x1001 same", 1, 1, (60_000,), 1, 1001, padding="same"),
-    Layer("fir 20000x301 valid", 1, 1, (20_000,), 1, 301),
-    Layer("fir 8000x2001 full", 1, 1, (8_000,), 1, 2001, padding="full"),
-    Layer("filterbank 64x401 over 16000", 4, 1, (16_000,), 64, 401, padding="same"),
-    Layer("filterbank 80x251 stride 10", 4, 1, (16_000,), 80, 251, stride=10),
-    Layer("audio 64ch k9 4000", 8, 64, (4_000,), 64, 9, padding="same"),
-    Layer("audio 32ch k3 16000", 4, 32, (16_000,), 32, 3, padding=1),
-    Layer("blur 512x512 31x31", 1, 1, (512, 512), 1, 31, padding="same"),
-    Layer("blur 1024x1024 9x9", 1, 1, (1024, 1024), 1, 9, padding="same"),
-    Layer("rgb 3->16 256x256 5x5", 4, 3, (256, 256), 16, 5, padding="same"),
-    Layer("cnn 32ch 5x5 56x56", 8, 32, (56, 56), 32, 5, padding=2),
-    Layer("cnn 64ch 9x9 28x28", 8, 64, (28, 28), 64, 9, padding="same"),
-    Layer("depthwise 128ch 11x11 28x28", 8, 128, (28, 28), 128, 11, padding="same", groups=128),
-    Layer("depthwise 64ch 15x15 s2", 4, 64, (64, 64), 64, 15, stride=2, padding=7, groups=64),
-    Layer("complex 256x256 9x9", 1, 1, (256, 256), 1, 9, padding="same", dtype="complex64"),
-    Layer("complex coils 4ch 7x7", 2, 4, (96, 96), 4, 7, padding="same", dtype="complex64"),
-    Layer("volume 64^3 7^3", 1, 1, (64, 64, 64), 1, 7, padding="same"),
-    Layer("volume 8ch 24^3 3^3", 2, 8, (24, 24, 24), 8, 3, padding=1),
-]
 
 
 def _as_library(library: str) -> Callable[[np.ndarray], Any]:

@@ -14,18 +14,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from .bench import (
-    REFERENCE,
-    Layer,
-    Row,
-    Workers,
-    available,
-    layer_rows,
-    machine_description,
-    memory_in_subprocess,
-    pyplot,
-    time_layer,
-)
+from .report import Row, layer_rows, pyplot
+from .runner import REFERENCE, Workers, available, machine_description, memory_in_subprocess, time_layer
+from .suites import Layer
 
 BATCHES = (1, 4, 16, 64, 256)
 SIZES = (14, 28, 56, 112, 224)
