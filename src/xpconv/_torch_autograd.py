@@ -278,7 +278,7 @@ class WeightGrad(torch.autograd.Function):
 # Function.apply binds its arguments to the forward's signature on every call (for setup_context),
 # and inspect rebuilds a signature each time unless the function carries one: ~50 us a call.
 for _function in (Correlate, InputGrad, WeightGrad):
-    _function.forward.__signature__ = inspect.signature(_function.forward)  # type: ignore[attr-defined]
+    _function.forward.__signature__ = inspect.signature(_function.forward)  # type: ignore[union-attr]
 
 
 def _into_batch(a: torch.Tensor, dim: int | None) -> torch.Tensor:
