@@ -126,6 +126,7 @@ REGRET_SET = [
     Layer("audio 32ch k3 16000", 4, 32, (16_000,), 32, 3, padding=1),
     Layer("blur 512x512 31x31", 1, 1, (512, 512), 1, 31, padding="same"),
     Layer("blur 1024x1024 9x9", 1, 1, (1024, 1024), 1, 9, padding="same"),
+    Layer("image 2048x2048 15x15", 1, 1, (2048, 2048), 1, 15, padding="same"),
     Layer("rgb 3->16 256x256 5x5", 4, 3, (256, 256), 16, 5, padding="same"),
     Layer("cnn 32ch 5x5 56x56", 8, 32, (56, 56), 32, 5, padding=2),
     Layer("cnn 64ch 9x9 28x28", 8, 64, (28, 28), 64, 9, padding="same"),
