@@ -249,3 +249,13 @@ def test_large_images_take_blocks_and_dense_layers_not() -> None:
     signal = conv_geometry((1, 1, 60_000), (1, 1, 1001), ndim=1, padding="same")
     small = conv_geometry((1, 1, 1024, 1024), (1, 1, 31, 31), ndim=2, padding="same")
     assert _fft.blocks_pay(image) and not any(_fft.blocks_pay(g) for g in (depthwise, signal, small))
+
+
+def test_the_float32_bound_on_the_new_paths(monkeypatch) -> None:
+    """Single precision within 2e-6 of float64 torch (relative to the largest value) where the taps'
+    spectrum goes by the FFT (a 1,001-tap FIR) and where the image goes block by block."""
+    check(NUMPY, (1, 1, 20_000), (1, 1, 1001), "float32", tol=2e-6, padding="same")
+    monkeypatch.setattr(_fft, "BLOCK", 16)
+    monkeypatch.setattr(_fft, "BLOCKS_FROM", 1.0)
+    check(NUMPY, (1, 1, 64, 80), (1, 1, 9, 9), "float32", tol=2e-6, padding="same")
+    check(NUMPY, (1, 1, 64, 80), (1, 1, 9, 9), "complex64", tol=2e-6, padding="full")
