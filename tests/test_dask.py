@@ -143,3 +143,74 @@ def test_losing_a_worker_midway_changes_nothing() -> None:
         assert victim not in client.scheduler_info()["workers"], "the worker was not lost"
     for got, want in zip(results, expected):
         assert_close(got, want, xp=NUMPY)
+
+
+# Spatially chunked: (x shape, kernel shape, options, x's chunks, dz's chunks along its spatial axes)
+SPATIAL = {
+    "3x3, padding 1": ((2, 3, 20, 17), (4, 3, 3, 3), dict(padding=1), (1, 3, 7, 5), (6, 4)),
+    "stride, dilation, groups, same": (
+        (2, 2, 23, 19), (4, 1, 5, 4), dict(padding="same", stride=2, dilation=(2, 1), groups=2), (2, 2, 6, 4), (4, 3),
+    ),
+    "1-D, per-side pads, stride 3, uneven chunks": (
+        (1, 2, 30), (2, 2, 7), dict(padding=((5, 1),), stride=3), (1, 2, (2, 9, 19)), ((1, 5, 4),),
+    ),
+    "3-D, full, chunks smaller than the halo": (
+        (1, 1, 12, 12, 12), (2, 1, 3, 3, 3), dict(padding="full"), (1, 1, 2, 3, 1), (2, 5, 3),
+    ),
+    "valid, stride beyond the kernel, depthwise": (
+        (2, 4, 25, 9), (4, 1, 2, 3), dict(stride=(4, 2), groups=4), (2, 4, 5, 4), (2, 2),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(SPATIAL))
+def test_spatially_chunked_passes_keep_their_chunks_and_numbers(name) -> None:
+    """Chunks along the spatial axes: each output block from its chunk and halo, dX from the outputs
+    reaching each input block, dK and db summed; lazy; the results chunked in space; NumPy's numbers."""
+    shape, kernel_shape, params, x_chunks, dz_chunks = SPATIAL[name]
+    draw = np.random.default_rng(len(name))
+    x, kernel, bias = (
+        draw.standard_normal(shape),
+        draw.standard_normal(kernel_shape),
+        draw.standard_normal(kernel_shape[0]),
+    )
+    z = xpconv.conv(x, kernel, bias, **params)
+    dz = draw.standard_normal(z.shape)
+    transposed = {key: value for key, value in params.items() if key != "padding"}  # the transposed conv of dz
+    expected = {
+        "z": z,
+        "input_grad": xpconv.conv_input_grad(dz, kernel, shape, **params),
+        "weight_grad": xpconv.conv_weight_grad(dz, x, kernel_shape, **params),
+        "bias_grad": xpconv.conv_backward(dz, x, kernel, **params)[2],
+        "transpose": xpconv.conv_transpose(dz, kernel, **transposed),
+    }
+    lazy_x = da.from_array(x, chunks=x_chunks)
+    lazy_dz = da.from_array(dz, chunks=(1, dz.shape[1], *dz_chunks))
+    lazy_kernel = da.from_array(kernel)
+    with dask.config.set(scheduler=refuse_to_compute):
+        got = {
+            "z": xpconv.conv(lazy_x, lazy_kernel, da.from_array(bias), **params),
+            "input_grad": xpconv.conv_input_grad(lazy_dz, lazy_kernel, shape, **params),
+            "weight_grad": xpconv.conv_weight_grad(lazy_dz, lazy_x, kernel_shape, **params),
+            "bias_grad": xpconv.conv_backward(lazy_dz, lazy_x, lazy_kernel, **params)[2],
+            "transpose": xpconv.conv_transpose(lazy_dz, lazy_kernel, **transposed),
+        }
+    for what in ("z", "input_grad", "transpose"):
+        assert any(len(chunks) > 1 for chunks in got[what].chunks[2:]), (what, got[what].chunks)
+    computed = dask.compute(got, scheduler="threads")[0]
+    for what, value in computed.items():
+        assert_close(value, expected[what], xp=NUMPY, tol=1e-10, what=what)
+
+
+def test_spatial_chunks_by_the_fft() -> None:
+    """A large kernel per block by the FFT, blocks of 8 outputs with a 9-tap halo."""
+    draw = np.random.default_rng(3)
+    x, kernel = draw.standard_normal((1, 1, 40, 33)), draw.standard_normal((2, 1, 9, 9))
+    dz = draw.standard_normal(xpconv.conv(x, kernel, padding="same").shape)
+    dx, dk, db = xpconv.conv_backward(dz, x, kernel, padding="same", method="fft")
+    lazy = xpconv.conv_backward(
+        da.from_array(dz, chunks=(1, 2, 8, 8)), da.from_array(x, chunks=(1, 1, 8, 8)), da.from_array(kernel),
+        padding="same", method="fft",
+    )  # fmt: skip
+    for got, want, what in zip(dask.compute(lazy, scheduler="threads")[0], (dx, dk, db), ("dx", "dk", "db")):
+        assert_close(got, want, xp=NUMPY, tol=1e-10, what=what)

@@ -36,7 +36,7 @@ from array_api_compat import device as device_of
 
 from ._backends import fft_functions, itemsize, set_into
 from ._contract import over_batch
-from ._geometry import ConvGeometry
+from ._geometry import ConvGeometry, block_geometry, outputs_reaching
 from .typing import Array, Namespace
 
 __all__ = ["FFTPlan", "fast_length", "fft_backward", "fft_forward", "fft_input_grad", "fft_weight_grad"]
@@ -683,26 +683,6 @@ def _ranges(size: int) -> list[tuple[int, int]]:
     return [(start, min(start + BLOCK, size)) for start in range(0, size, BLOCK)]
 
 
-def _block_geometry(
-    geometry: ConvGeometry, outputs: Sequence[tuple[int, int]]
-) -> tuple[ConvGeometry, tuple[slice, ...]] | None:
-    """The convolution computing outputs ``[lo, hi)`` per axis: the input slice their windows read, the
-    padding they reach beyond the input per side as its own padding; None where they read none of it."""
-    slices, sizes, pads = [], [], []
-    for (lo, hi), n, (before, _), s, span in zip(
-        outputs, geometry.input_size, geometry.pads, geometry.stride, geometry.span
-    ):
-        start, stop = lo * s - before, (hi - 1) * s + span - before
-        first, last = max(start, 0), min(stop, n)
-        if first >= last:
-            return None
-        slices.append(slice(first, last))
-        sizes.append(last - first)
-        pads.append((first - start, stop - last))
-    block = replace(geometry, input_size=tuple(sizes), pads=tuple(pads))
-    return block, tuple(slices)
-
-
 def _output_blocks(geometry: ConvGeometry) -> list[tuple[tuple[int, int], ...]]:
     return list(itertools.product(*(_ranges(o) for o in geometry.output_size)))
 
@@ -710,7 +690,7 @@ def _output_blocks(geometry: ConvGeometry) -> list[tuple[tuple[int, int], ...]]:
 def _forward_by_blocks(x: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:
     z = xp.zeros((x.shape[0], *geometry.output_shape[1:]), dtype=x.dtype, device=device_of(x))
     for outputs in _output_blocks(geometry):
-        found = _block_geometry(geometry, outputs)
+        found = block_geometry(geometry, outputs)
         if found is not None:
             block, reads = found
             part = _whole_forward(x[(..., *reads)], kernel, xp, replace(block, batch=x.shape[0]), workspace)
@@ -722,15 +702,10 @@ def _input_grad_by_blocks(dz: Array, kernel: Array, xp: Namespace, geometry: Con
     """dX block by block of inputs: each from the outputs whose windows reach it (a halo of the kernel's span)."""
     dx = xp.zeros((dz.shape[0], *geometry.input_shape[1:]), dtype=dz.dtype, device=device_of(dz))
     for inputs in itertools.product(*(_ranges(n) for n in geometry.input_size)):
-        outputs = []
-        for (lo, hi), (before, _), s, span, o in zip(
-            inputs, geometry.pads, geometry.stride, geometry.span, geometry.output_size
-        ):
-            first = max(0, -(-(lo + before - span + 1) // s))
-            outputs.append((first, min(o, (hi - 1 + before) // s + 1)))
+        outputs = outputs_reaching(geometry, inputs)
         if any(first >= last for first, last in outputs):
             continue  # no window reaches these inputs: their gradient is 0
-        found = _block_geometry(geometry, outputs)
+        found = block_geometry(geometry, outputs)
         if found is None:
             continue
         block, reads = found
@@ -745,7 +720,7 @@ def _weight_grad_by_blocks(dz: Array, x: Array, xp: Namespace, geometry: ConvGeo
     """dK summed over blocks of outputs, each with the input its windows read."""
     total = xp.zeros(geometry.kernel_shape, dtype=x.dtype, device=device_of(x))
     for outputs in _output_blocks(geometry):
-        found = _block_geometry(geometry, outputs)
+        found = block_geometry(geometry, outputs)
         if found is not None:
             block, reads = found
             grads = dz[(..., *(slice(lo, hi) for lo, hi in outputs))]

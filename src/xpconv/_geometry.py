@@ -17,19 +17,21 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .typing import IntOrTuple, Padding
 
 __all__ = [
     "ConvGeometry",
     "as_int",
+    "block_geometry",
     "check_fits",
     "check_memory",
     "conv_geometry",
     "human_bytes",
     "int_tuple",
     "normalize_pads",
+    "outputs_reaching",
     "resolve_padding",
 ]
 
@@ -316,3 +318,46 @@ def check_fits(shape: Sequence[int], itemsize: int, limit: int, *, what: str, ca
             f"{cause} makes {what} {tuple(shape)}: {human_bytes(size)}, "
             f"more than the {human_bytes(limit)} of memory on its device"
         )
+
+
+def block_geometry(
+    geometry: ConvGeometry, outputs: Sequence[tuple[int, int]]
+) -> tuple[ConvGeometry, tuple[slice, ...]] | None:
+    """The convolution that computes outputs ``[lo, hi)`` per axis, and the input slice it reads: the
+    windows' extent in the input, the padding they reach beyond it per side as its own padding (the
+    overlap-save blocks of the FFT, the spatial chunks of Dask); None where they read no input.
+
+    >>> g = conv_geometry((1, 1, 10), (1, 1, 3), ndim=1, padding=1)
+    >>> block, reads = block_geometry(g, [(0, 4)])
+    >>> block.input_size, block.pads, reads, block.output_size
+    ((5,), ((1, 0),), (slice(0, 5, None),), (4,))
+    """
+    slices, sizes, pads = [], [], []
+    for (lo, hi), n, (before, _), s, span in zip(
+        outputs, geometry.input_size, geometry.pads, geometry.stride, geometry.span
+    ):
+        start, stop = lo * s - before, (hi - 1) * s + span - before
+        first, last = max(start, 0), min(stop, n)
+        if first >= last:
+            return None
+        slices.append(slice(first, last))
+        sizes.append(last - first)
+        pads.append((first - start, stop - last))
+    return replace(geometry, input_size=tuple(sizes), pads=tuple(pads)), tuple(slices)
+
+
+def outputs_reaching(geometry: ConvGeometry, inputs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Per axis, the outputs ``[first, last)`` whose windows reach inputs ``[lo, hi)`` (dX of those
+    inputs needs exactly these); ``first >= last`` where none does.
+
+    >>> g = conv_geometry((1, 1, 10), (1, 1, 3), ndim=1, stride=2, padding=1)
+    >>> outputs_reaching(g, [(4, 6)])
+    [(2, 4)]
+    """
+    outputs = []
+    for (lo, hi), (before, _), s, span, o in zip(
+        inputs, geometry.pads, geometry.stride, geometry.span, geometry.output_size
+    ):
+        first = max(0, -(-(lo + before - span + 1) // s))
+        outputs.append((first, min(o, (hi - 1 + before) // s + 1)))
+    return outputs

@@ -240,7 +240,7 @@ def _run(
     return passes[_rule(grad, geometry, applicable, xp)]()
 
 
-@over_dask_chunks(batch=("x",), shared=("kernel", "bias"))
+@over_dask_chunks(batch=("x",), shared=("kernel", "bias"), spatial="forward")
 def forward(
     x: Array,
     kernel: Array,
@@ -269,7 +269,7 @@ def add_bias(z: Array, bias: Array | None, xp: Namespace) -> Array:
     return z + bias
 
 
-@over_dask_chunks(batch=("dz",), shared=("kernel",))
+@over_dask_chunks(batch=("dz",), shared=("kernel",), spatial="input")
 def input_grad(
     dz: Array, kernel: Array, xp: Namespace, geometry: ConvGeometry, method: Method, workspace: int
 ) -> Array:
@@ -325,7 +325,7 @@ def _input_grad_by_correlation(
     return correlate(dilated, swapped, xp, windows, workspace)
 
 
-@over_dask_chunks(batch=("dz", "x"), combine="sum")
+@over_dask_chunks(batch=("dz", "x"), combine="sum", spatial="weight")
 def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, method: Method, workspace: int) -> Array:
     """dK, shape ``geometry.kernel_shape``; bilinear (the caller conjugates a complex input)."""
     passes = {
@@ -381,7 +381,7 @@ def bias_grad(dz: Array, xp: Namespace, geometry: ConvGeometry, mode: str | None
     return _summed_bias_grad(dz, xp, geometry, mode)
 
 
-@over_dask_chunks(batch=("dz",), combine="sum")
+@over_dask_chunks(batch=("dz",), combine="sum", spatial="sum")
 def _summed_bias_grad(dz: Array, xp: Namespace, geometry: ConvGeometry, mode: str) -> Array:
     axes = (0, *_spatial_axes(geometry)) if mode == "tied" else (0,)
     return xp.sum(dz, axis=axes, dtype=dz.dtype)
