@@ -114,9 +114,11 @@ def slow_identity(block: np.ndarray) -> np.ndarray:
     return block
 
 
-def test_losing_a_worker_midway_changes_nothing() -> None:
+@pytest.mark.parametrize(("samples", "side"), [(1, 12), (5, 6)], ids=["batch chunks", "spatial chunks"])
+def test_losing_a_worker_midway_changes_nothing(samples, side) -> None:
     """Kill one of two worker processes while the gradients are computed: the scheduler reruns its
-    tasks elsewhere, which gives the same numbers only because no task depends on a side effect."""
+    tasks elsewhere, which gives the same numbers only because no task depends on a side effect.
+    Chunked along the batch, and along the batch and both spatial axes (blocks with halos)."""
     distributed = pytest.importorskip("dask.distributed", reason="dask.distributed is not installed")
     import os
     import signal
@@ -130,8 +132,8 @@ def test_losing_a_worker_midway_changes_nothing() -> None:
         distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
         distributed.Client(cluster) as client,
     ):
-        slow_x = da.from_array(x, chunks=(1, 4, 12, 12)).map_blocks(slow_identity, dtype=x.dtype)
-        slow_dz = da.from_array(dz, chunks=(1, 6, 12, 12)).map_blocks(slow_identity, dtype=dz.dtype)
+        slow_x = da.from_array(x, chunks=(samples, 4, side, side)).map_blocks(slow_identity, dtype=x.dtype)
+        slow_dz = da.from_array(dz, chunks=(samples, 6, side, side)).map_blocks(slow_identity, dtype=dz.dtype)
         lazy = xpconv.conv2d_backward(slow_dz, slow_x, da.from_array(kernel), padding=1)
         futures = client.compute(list(lazy))
         client.wait_for_workers(2)
