@@ -136,20 +136,28 @@ def _boundaries(chunks: tuple[int, ...]) -> list[int]:
 
 
 def _output_ranges(geometry: ConvGeometry, input_chunks: tuple[tuple[int, ...], ...]) -> list[list[tuple[int, int]]]:
-    """Per axis, the output blocks of the input's chunks: the outputs whose windows start in each
-    chunk (``o * s - before`` inside it), the padding's outputs with the first and last chunk."""
+    """Per axis, the output blocks of the input's chunks: the outputs whose windows are centred in
+    each chunk (so that a "same" convolution at stride 1 keeps the chunks as they are), those of the
+    padding with the first and last chunk."""
     ranges = []
-    for chunks, (before, _), s, o in zip(input_chunks, geometry.pads, geometry.stride, geometry.output_size):
-        cuts = [0] + [min(o, max(0, -(-(c + before) // s))) for c in _boundaries(chunks)[1:-1]] + [o]
+    for chunks, (before, _), s, span, o in zip(
+        input_chunks, geometry.pads, geometry.stride, geometry.span, geometry.output_size
+    ):
+        centre = (span - 1) // 2
+        cuts = [0] + [min(o, max(0, -(-(c + before - centre) // s))) for c in _boundaries(chunks)[1:-1]] + [o]
         ranges.append([(lo, hi) for lo, hi in itertools.pairwise(cuts) if lo < hi])
     return ranges
 
 
 def _input_ranges(geometry: ConvGeometry, output_chunks: tuple[tuple[int, ...], ...]) -> list[list[tuple[int, int]]]:
-    """Per axis, dX's blocks from dz's chunks: the inputs from where each chunk's first window starts."""
+    """Per axis, dX's blocks from dz's chunks: the inputs from the centre of each chunk's first window
+    (the inverse of :func:`_output_ranges`)."""
     ranges = []
-    for chunks, (before, _), s, n in zip(output_chunks, geometry.pads, geometry.stride, geometry.input_size):
-        cuts = [0] + [min(n, max(0, c * s - before)) for c in _boundaries(chunks)[1:-1]] + [n]
+    for chunks, (before, _), s, span, n in zip(
+        output_chunks, geometry.pads, geometry.stride, geometry.span, geometry.input_size
+    ):
+        centre = (span - 1) // 2
+        cuts = [0] + [min(n, max(0, c * s - before + centre)) for c in _boundaries(chunks)[1:-1]] + [n]
         ranges.append([(lo, hi) for lo, hi in itertools.pairwise(cuts) if lo < hi])
     return ranges
 
