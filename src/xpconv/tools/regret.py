@@ -83,14 +83,21 @@ def time_pass(spec: Layer, library: str, grad: str, repeats: int) -> dict[str, f
         calls[method] = call
     best = min(first.values())
     contenders = [m for m in calls if first[m] <= HOPELESS * best or m == "auto"]
-    times: dict[str, list[float]] = {m: [] for m in contenders}
     rounds = max(repeats, min(MOST_ROUNDS, int(FAST_PASS_SECONDS / best)))  # sub-ms passes are noisy
-    for round_ in range(rounds):
-        order = contenders[round_ % len(contenders) :] + contenders[: round_ % len(contenders)]
-        for method in order:
-            times[method].append(seconds_of(calls[method]))
-    medians = {m: statistics.median(t) for m, t in times.items()}
+    medians = alternating_medians({m: calls[m] for m in contenders}, rounds)
     return {m: medians.get(m, first[m]) for m in calls}
+
+
+def alternating_medians(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """Median seconds of each call over ``rounds`` rounds, each running every call once in a rotating
+    order, so that the machine's drift hits them alike."""
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(seconds_of(calls[name]))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def measure(specs: Sequence[Layer], library: str, repeats: int) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ Alternating rounds, medians; the results are checked equal (relative to the larg
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 
 import xpconv
 
-from .regret import seconds_of
+from .regret import alternating_medians
 
 # (name, signal shape, filter shape)
 SIGNALS = [
@@ -72,11 +71,7 @@ def time_signals(repeats: int) -> list[dict[str, Any]]:
                 error = float(np.max(np.abs(np.asarray(call()) - expected)) / np.max(np.abs(expected)))
                 if error > 1e-4:
                     raise AssertionError(f"{name} {grad}: {label} differs from fftconvolve by {error:.1e}")
-            times: dict[str, list[float]] = {label: [] for label in calls}
-            for _ in range(repeats):
-                for label, call in calls.items():
-                    times[label].append(seconds_of(call))
-            medians = {label: statistics.median(t) for label, t in times.items()}
+            medians = alternating_medians(calls, repeats)
             scipy_best = min(medians["fftconvolve"], medians["oaconvolve"])
             rows.append({"case": name, "pass": grad, **medians, "ratio": medians["xpconv"] / scipy_best})
             print(f"  {name:34} {grad:8} xpconv/scipy {rows[-1]['ratio']:.2f}")
