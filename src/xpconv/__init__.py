@@ -38,6 +38,7 @@ from ._api import (
 from ._arguments import LAYOUTS, METHODS
 from ._autotune import autotune, tuned_methods
 from ._blocks import dilate, pad, rotate180, windows
+from ._costs import CostModel, calibrate, cost_model
 from ._geometry import resolve_padding
 from ._layers import (
     Conv1d,
@@ -69,7 +70,9 @@ __all__ = [
     "ConvTranspose1d",
     "ConvTranspose2d",
     "ConvTranspose3d",
+    "CostModel",
     "autotune",
+    "calibrate",
     "conv",
     "conv1d",
     "conv1d_backward",
@@ -95,6 +98,7 @@ __all__ = [
     "conv_transpose3d_backward",
     "conv_transpose_backward",
     "conv_weight_grad",
+    "cost_model",
     "dilate",
     "pad",
     "resolve_padding",

@@ -50,6 +50,7 @@ from array_api_compat import is_dask_namespace, is_jax_namespace, is_torch_names
 from ._autotune import autotuning, tuned
 from ._blocks import dilate_axes
 from ._contract import Windows, contract_weights, correlate, scatter_windows
+from ._costs import DEFAULT_MODEL, CostModel, model_for, target_of
 from ._dask import over_dask_chunks
 from ._fft import FFTPlan, fft_backward, fft_forward, fft_input_grad, fft_weight_grad, spectrum_cost
 from ._geometry import ConvGeometry
@@ -59,8 +60,6 @@ from .typing import Array, Method, Namespace
 
 # Channels per group, on both sides, from which "auto" takes Winograd (measured: see winograd_pays).
 WINOGRAD_MIN_CHANNELS = 16
-# How much cheaper the FFT must look before "auto" takes it (see fft_pays).
-FFT_MARGIN = 1.6
 
 __all__ = [
     "add_bias",
@@ -68,6 +67,7 @@ __all__ = [
     "forward",
     "input_and_weight_grads",
     "input_grad",
+    "rule_pick",
     "weight_grad",
     "winograd_obstacle",
     "winograd_pays",
@@ -123,7 +123,7 @@ def fft_obstacle(xp: Namespace, dtype: Any) -> str | None:
     return None
 
 
-def fft_pays(geometry: ConvGeometry, grad: str) -> bool:
+def fft_pays(geometry: ConvGeometry, grad: str, model: CostModel = DEFAULT_MODEL) -> bool:
     """Whether ``"auto"`` takes the FFT for a pass (given that it applies), from an estimate of both
     costs in multiply-adds; the same for the three passes (their costs moved together).
 
@@ -136,16 +136,21 @@ def fft_pays(geometry: ConvGeometry, grad: str) -> bool:
     passes on NumPy, 91% on torch), and ``"auto"`` asks for 1.6 times that (88% and 86%), so that
     no layer of the classic suite (the largest is mnist5x5's 5x5 kernel: ratio 1.3) takes it where
     it measured slower. The wrong picks are on 5x5 kernels, up to 2x slower. ``grad`` is unused:
-    the rule is the same for every pass. Autotuning measures instead.
+    the rule is the same for every pass. The 0.5 and 1.6 are ``model``'s ``transform_weight`` and
+    ``fft_margin`` (:mod:`xpconv._costs`), refitted per machine by :func:`xpconv.calibrate`.
+    Autotuning measures instead.
     """
-    return fft_advantage(geometry) > FFT_MARGIN
+    return fft_advantage(geometry, transform_weight=model.transform_weight) > model.fft_margin
 
 
-def fft_advantage(geometry: ConvGeometry, *, kernel_spectrum: bool = True) -> float:
+def fft_advantage(
+    geometry: ConvGeometry, *, kernel_spectrum: bool = True, transform_weight: float = DEFAULT_MODEL.transform_weight
+) -> float:
     """The column matrix's estimated cost over the FFT's (see :func:`fft_pays`). ``kernel_spectrum``
     adds the taps' spectrum (the kernel's, and dK's read back), per axis the cheaper of the pruned DFT
     and the FFT of the zero-filled taps (:func:`xpconv._fft.spectrum_cost`): negligible for few taps,
-    one more transform for hundreds (a 1,001-tap FIR filter)."""
+    one more transform for hundreds (a 1,001-tap FIR filter). ``transform_weight``: a butterfly's cost
+    in multiply-adds of a product (:class:`xpconv._costs.CostModel`)."""
     plan = FFTPlan.of(geometry, real=True)
     channels_per_group = geometry.in_channels // geometry.groups
     pairs = geometry.out_channels * channels_per_group
@@ -159,7 +164,7 @@ def fft_advantage(geometry: ConvGeometry, *, kernel_spectrum: bool = True) -> fl
             columns = pairs * math.prod(sizes) // sizes[axis]
             transforms += spectrum_cost(plan.lengths[axis], plan.frequencies[axis], sizes[axis], columns)
             sizes[axis] = plan.frequencies[axis]
-    return direct / (0.5 * transforms + 4 * products)
+    return direct / (transform_weight * transforms + 4 * products)
 
 
 def _forward_windows(geometry: ConvGeometry) -> Windows:
@@ -187,28 +192,40 @@ def _applicable(names: Iterable[str], geometry: ConvGeometry, xp: Namespace, dty
     return [name for name in names if _obstacle(name, geometry, xp, dtype) is None]
 
 
-def _rule(grad: str, geometry: ConvGeometry, applicable: list[str], xp: Namespace) -> str:
-    """``"auto"`` without autotuning: the rules measured on the project's CPU (see the module's docstring)."""
+def _rule(
+    grad: str, geometry: ConvGeometry, applicable: list[str], xp: Namespace, model: CostModel = DEFAULT_MODEL
+) -> str:
+    """``"auto"`` without autotuning: the rules measured on the project's CPU (see the module's
+    docstring), with ``model``'s constants (the wisdom file's for the arrays' library and device)."""
     library = "jax" if is_jax_namespace(xp) else "torch" if is_torch_namespace(xp) else "other"
-    return _remembered_rule(grad, geometry, tuple(applicable), library)
+    return _remembered_rule(grad, geometry, tuple(applicable), library, model)
 
 
 @functools.lru_cache(maxsize=4096)
-def _remembered_rule(grad: str, geometry: ConvGeometry, applicable: tuple[str, ...], library: str) -> str:
-    """:func:`_rule` of plain values, remembered: a model calls the same layers every step, and the
-    estimates cost more than a small layer's native convolution (~100 us against ~20 us)."""
-    own = _own_rule(grad, geometry, list(applicable))
-    advantage = fft_advantage(geometry)
-    if "native" in applicable and native_pays(geometry, grad, own, advantage, library):
-        return "native"
+def _remembered_rule(
+    grad: str, geometry: ConvGeometry, applicable: tuple[str, ...], library: str, model: CostModel
+) -> str:
+    """:func:`rule_pick`, remembered: a model calls the same layers every step, and the estimates
+    cost more than a small layer's native convolution (~100 us against ~20 us)."""
+    return rule_pick(grad, geometry, applicable, library, model)
+
+
+def rule_pick(grad: str, geometry: ConvGeometry, applicable: tuple[str, ...], library: str, model: CostModel) -> str:
+    """The method ``"auto"`` takes for a pass among ``applicable`` ones, without autotuning, on arrays
+    of ``library`` (``"torch"``, ``"jax"`` or ``"other"``) with ``model``'s constants."""
+    own = _own_rule(grad, geometry, list(applicable), model)
+    if "native" in applicable:
+        advantage = fft_advantage(geometry, transform_weight=model.transform_weight)
+        if native_pays(geometry, grad, own, advantage, library, model.native_fft_advantage):
+            return "native"
     return own
 
 
-def _own_rule(grad: str, geometry: ConvGeometry, applicable: list[str]) -> str:
+def _own_rule(grad: str, geometry: ConvGeometry, applicable: list[str], model: CostModel = DEFAULT_MODEL) -> str:
     """The pick among xpconv's own methods."""
     if "winograd" in applicable and winograd_pays(geometry, grad):
         return "winograd"
-    if "fft" in applicable and fft_pays(geometry, grad):
+    if "fft" in applicable and fft_pays(geometry, grad, model):
         return "fft"
     if grad == "input":
         stride_one = all(s == 1 for s in geometry.stride)
@@ -237,7 +254,7 @@ def _run(
     applicable = _applicable(passes, geometry, xp, like.dtype)
     if len(applicable) > 1 and autotuning(like, xp):
         return tuned(grad, geometry, like, xp, {name: passes[name] for name in applicable})
-    return passes[_rule(grad, geometry, applicable, xp)]()
+    return passes[_rule(grad, geometry, applicable, xp, model_for(target_of(like)))]()
 
 
 @over_dask_chunks(batch=("x",), shared=("kernel", "bias"), spatial="forward")
@@ -362,7 +379,8 @@ def _both_by_fft(method: Method, geometry: ConvGeometry, xp: Namespace, like: Ar
     if method != "auto" or autotuning(like, xp):
         return False
     applicable = _applicable(("winograd", "fft", "native", "dilate", "direct"), geometry, xp, like.dtype)
-    return all(_rule(grad, geometry, applicable, xp) == "fft" for grad in ("input", "weight"))
+    model = model_for(target_of(like))
+    return all(_rule(grad, geometry, applicable, xp, model) == "fft" for grad in ("input", "weight"))
 
 
 def _weight_grad_by_correlation(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, workspace: int) -> Array:

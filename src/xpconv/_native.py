@@ -17,14 +17,12 @@ from typing import Any
 
 from array_api_compat import is_jax_namespace, is_torch_namespace
 
+from ._costs import DEFAULT_MODEL
 from ._geometry import ConvGeometry
 from .typing import Array, Namespace
 
 __all__ = ["native_forward", "native_input_grad", "native_obstacle", "native_pays", "native_weight_grad"]
 
-# How much faster than the library's own convolution the FFT must look (in xpconv's cost units:
-# the column matrix's multiply-adds over the FFT's estimate) before "auto" leaves it; see native_pays.
-TORCH_FFT_ADVANTAGE = 3.2
 # Channels per group up to which a dense layer the FFT pays for never goes to oneDNN: with one or two
 # input channels its kernels do not vectorise over channels (a 9x9 blur of a 1024x1024 image: 34 ms
 # native, 10 ms by FFT; a 64-filter 401-tap bank over 16,000 samples: 37 ms against 10 ms).
@@ -49,10 +47,19 @@ def native_obstacle(xp: Namespace, dtype: Any) -> str | None:
     return f"the array library ({getattr(xp, '__name__', xp)}) has no convolution of its own"
 
 
-def native_pays(geometry: ConvGeometry, grad: str, own: str, fft_advantage: float, library: str) -> bool:
+def native_pays(
+    geometry: ConvGeometry,
+    grad: str,
+    own: str,
+    fft_advantage: float,
+    library: str,
+    threshold: float = DEFAULT_MODEL.native_fft_advantage,
+) -> bool:
     """Whether ``"auto"`` hands a pass to the library's own convolution rather than to ``own``, xpconv's
     own pick (:func:`xpconv._gradients._own_rule`); ``fft_advantage`` is the column matrix's estimated
-    cost over the FFT's, the taps' spectrum included; ``library`` is ``"torch"`` or ``"jax"``.
+    cost over the FFT's, the taps' spectrum included; ``library`` is ``"torch"`` or ``"jax"``;
+    ``threshold`` the advantage a dense layer's FFT must reach to leave the library's convolution
+    (the cost model's ``native_fft_advantage``, :mod:`xpconv._costs`).
 
     Measured per pass on the project's 2 cores, float32 (torch 2.13's oneDNN; jax 0.10's XLA under
     ``jit``), over 3x3 to 31x31 kernels, depthwise to dense, 1-D to 3-D:
@@ -86,7 +93,7 @@ def native_pays(geometry: ConvGeometry, grad: str, own: str, fft_advantage: floa
         return grad == "input" and widest <= TORCH_DEPTHWISE_INPUT_WIDEST
     if geometry.in_channels // geometry.groups <= TORCH_FEW_CHANNELS:
         return False
-    return fft_advantage < TORCH_FFT_ADVANTAGE
+    return fft_advantage < threshold
 
 
 def _symmetric(geometry: ConvGeometry) -> tuple[list[int], tuple[tuple[int, int], ...]]:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m xpconv demo``, ``check`` and ``bench``."""
+"""Command line: ``python -m xpconv demo``, ``check``, ``bench`` and ``calibrate``."""
 
 from __future__ import annotations
 
@@ -23,12 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--batch", type=int, default=8, help="batch size of the tutorial's example (it used 256)")
     commands.add_parser("bench", help="time xpconv against torch's conv2d (see bench --help)", add_help=False)
+    commands.add_parser(
+        "calibrate", help='refit "auto"\'s cost model on this machine (see calibrate --help)', add_help=False
+    )
     commands.add_parser("demo", help="train a small CNN on 8x8 digits with xpconv (see demo --help)", add_help=False)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         from .bench import main as bench
 
         return bench(argv[1:])
+    if argv[:1] == ["calibrate"]:
+        from .calibrate import main as calibrate
+
+        return calibrate(argv[1:])
     if argv[:1] == ["demo"]:
         from .demo import main as demo
 

@@ -70,22 +70,28 @@ def seconds_of(fn: Callable[[], Any]) -> float:
 
 def time_pass(spec: Layer, library: str, grad: str, repeats: int) -> dict[str, float]:
     """Median seconds of one pass by every method that applies and by ``"auto"``."""
-    calls: dict[str, Callable[[], Any]] = {}
-    first: dict[str, float] = {}
+    calls = {}
     for method in ("auto", *METHODS):
         if grad == "forward" and method == "dilate":
             continue  # the forward's "dilate" is its "direct"
-        call = pass_call(spec, library, grad, method)
+        calls[method] = pass_call(spec, library, grad, method)
+    return time_methods(calls, repeats, keep=("auto",))
+
+
+def time_methods(calls: dict[str, Callable[[], Any]], rounds: int, keep: Sequence[str] = ()) -> dict[str, float]:
+    """Seconds of each of ``calls`` (method: computation) that applies (a ``ValueError`` says one does
+    not): medians of alternating rounds, more of them for sub-millisecond passes; a method more than
+    :data:`HOPELESS` times the fastest in its first call keeps that time (unless in ``keep``)."""
+    first: dict[str, float] = {}
+    for method, call in calls.items():
         try:
             first[method] = seconds_of(call)
         except ValueError:
             continue  # the method does not apply here
-        calls[method] = call
     best = min(first.values())
-    contenders = [m for m in calls if first[m] <= HOPELESS * best or m == "auto"]
-    rounds = max(repeats, min(MOST_ROUNDS, int(FAST_PASS_SECONDS / best)))  # sub-ms passes are noisy
-    medians = alternating_medians({m: calls[m] for m in contenders}, rounds)
-    return {m: medians.get(m, first[m]) for m in calls}
+    contenders = {m: calls[m] for m in first if first[m] <= HOPELESS * best or m in keep}
+    rounds = max(rounds, min(MOST_ROUNDS, int(FAST_PASS_SECONDS / best)))  # sub-ms passes are noisy
+    return {**first, **alternating_medians(contenders, rounds)}
 
 
 def alternating_medians(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
