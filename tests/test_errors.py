@@ -185,3 +185,19 @@ def test_conv_output_shape_refuses_what_conv_refuses() -> None:
         xpconv.conv_output_shape((1, 1, 5, 5), (1, 1, 3, 3), layout="NHWC")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="input_shape must be a sequence of 4 ints"):
         xpconv.conv_output_shape((1, 5, 5), (1, 1, 3, 3))
+
+
+def test_the_column_matrix_counts_only_where_the_pass_must_build_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 9x9 kernel's column matrix (1 MiB here) over a 512 KiB device: refused for the column-matrix
+    methods and for integers, computed by "auto" on floating point (it takes the FFT)."""
+    from xpconv import _arguments
+
+    x, kernel = np.random.default_rng(0).standard_normal((1, 1, 40, 40)), np.ones((1, 1, 9, 9))
+    expected = xpconv.conv2d(x, kernel, padding="same", method="fft")
+    monkeypatch.setattr(_arguments, "memory_limit", lambda like, xp: 2**19)
+    for refused in (dict(method="direct"), dict(method="dilate")):
+        with pytest.raises(ValueError, match=r"makes one sample's column matrix \(1, 81, 1600\)"):
+            xpconv.conv2d(x, kernel, padding="same", **refused)
+    with pytest.raises(ValueError, match="column matrix"):
+        xpconv.conv2d(x.astype(np.int64), kernel.astype(np.int64), padding="same")
+    np.testing.assert_allclose(xpconv.conv2d(x, kernel, padding="same"), expected, rtol=1e-12, atol=1e-12)

@@ -64,7 +64,7 @@ def _forward(function: str, ndim: int | None, x: Array, kernel: Array, bias: Arr
     geometry = _geometry(x.shape, kernel.shape, ndim, options)
     if bias is not None:
         check_bias_shape(bias, geometry.out_channels, geometry.output_size)
-    check_memory(geometry, xp, x)
+    check_memory(geometry, xp, x, method=options.method)
     z = _gradients.forward(x, kernel, bias, xp, geometry, options.workspace, options.method)
     return to_layout(z, xp, options.layout)
 
@@ -78,7 +78,7 @@ def _backward(
     geometry = _geometry(x.shape, kernel.shape, ndim, options)
     mode = bias_mode(options.bias, geometry.out_channels, geometry.output_size)
     _dz_shape(dz, geometry)
-    check_memory(geometry, xp, x)
+    check_memory(geometry, xp, x, method=options.method)
     dx, dkernel = _gradients.input_and_weight_grads(
         dz, conjugate(x, xp), conjugate(kernel, xp), xp, geometry, options.method, options.workspace
     )
@@ -95,7 +95,7 @@ def _input_grad(
     shape = shape_to_channels_first(shape_argument(input_shape, "input_shape", ndim), options.layout)
     geometry = _geometry(shape, kernel.shape, ndim, options, input_name="input_shape")
     _dz_shape(dz, geometry)
-    check_memory(geometry, xp, dz)
+    check_memory(geometry, xp, dz, method=options.method)
     dx = _gradients.input_grad(dz, conjugate(kernel, xp), xp, geometry, options.method, options.workspace)
     return to_layout(dx, xp, options.layout)
 
@@ -110,7 +110,7 @@ def _weight_grad(
     dz, x = arrays["dz"], arrays["x"]
     geometry = _geometry(x.shape, kernel_shape, ndim, options, kernel_name="kernel_shape")
     _dz_shape(dz, geometry)
-    check_memory(geometry, xp, x)
+    check_memory(geometry, xp, x, method=options.method)
     x = conjugate(x, xp)
     return _gradients.weight_grad(dz, x, xp, geometry, options.method, options.workspace)
 

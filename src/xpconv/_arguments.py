@@ -275,8 +275,18 @@ def check_dz(dz: Array, expected: tuple[int, ...], what: str) -> None:
         raise ValueError(f"dz must have {what} {expected}, got {tuple(dz.shape)}")
 
 
-def check_memory(geometry: ConvGeometry, xp: Namespace, like: Array, cause: str | None = None) -> None:
-    """The size guard, before anything is allocated (Dask's outputs are computed chunk by chunk)."""
+def check_memory(
+    geometry: ConvGeometry, xp: Namespace, like: Array, cause: str | None = None, method: str = "auto"
+) -> None:
+    """The size guard, before anything is allocated (Dask's outputs are computed chunk by chunk; a
+    Dask array chunked beyond the batch goes block by block, so no task holds one whole sample). One
+    sample's column matrix counts where ``method`` must build it: ``"direct"``, ``"dilate"``, or
+    ``"auto"`` on integers (on floating point ``"auto"`` takes the FFT for the large kernels whose
+    column matrix would not fit: a 9^3 filter on a 384^3 volume, 154 GiB of columns)."""
+    if is_dask_namespace(xp) and any(len(chunks) > 1 for chunks in like.chunks[1:]):
+        return
+    floating = xp.isdtype(like.dtype, ("real floating", "complex floating"))
+    columns = method in ("direct", "dilate") or (method == "auto" and not floating)
     limit = memory_limit(like, xp)
     outputs = not is_dask_namespace(xp)
-    check_geometry_fits(geometry, itemsize(xp, like.dtype), limit, outputs=outputs, cause=cause)
+    check_geometry_fits(geometry, itemsize(xp, like.dtype), limit, outputs=outputs, columns=columns, cause=cause)

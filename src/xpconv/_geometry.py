@@ -282,14 +282,21 @@ def human_bytes(size: float) -> str:
 
 
 def check_memory(
-    geometry: ConvGeometry, itemsize: int, limit: int, *, outputs: bool = True, cause: str | None = None
+    geometry: ConvGeometry,
+    itemsize: int,
+    limit: int,
+    *,
+    outputs: bool = True,
+    columns: bool = True,
+    cause: str | None = None,
 ) -> None:
     """Refuse, before anything is allocated, a call whose arrays cannot fit in ``limit`` bytes.
 
-    Checked, in Python's unbounded ints: one padded sample of the input and one sample's column
-    matrix (the least a batch chunk holds, whatever the workspace), and the output (unless
-    ``outputs`` is False: Dask computes it chunk by chunk). The message names ``cause``, else the
-    padding where there is any, else the shapes.
+    Checked, in Python's unbounded ints: one padded sample of the input, one sample's column matrix
+    (the least a batch chunk of the column-matrix methods holds, whatever the workspace; unless
+    ``columns`` is False: the pass may go by a method that builds none, the FFT), and the output
+    (unless ``outputs`` is False: Dask computes it chunk by chunk). The message names ``cause``, else
+    the padding where there is any, else the shapes.
 
     >>> g = conv_geometry((1, 1, 4, 4), (1, 1, 3, 3), ndim=2, padding=((0, 10**9), (0, 10**9)))
     >>> try:
@@ -300,8 +307,10 @@ def check_memory(
     (1, 1000000004, 1000000004): 7.11e+03 PiB, more than the 1 TiB of memory on its device
     """
     padded_sample = (geometry.in_channels, *geometry.padded_size)
-    columns = (geometry.in_channels, math.prod(geometry.kernel_size), math.prod(geometry.output_size))
-    needs = [("one padded sample of the input", padded_sample), ("one sample's column matrix", columns)]
+    column_shape = (geometry.in_channels, math.prod(geometry.kernel_size), math.prod(geometry.output_size))
+    needs = [("one padded sample of the input", padded_sample)]
+    if columns:
+        needs.append(("one sample's column matrix", column_shape))
     if outputs:
         needs.append(("the output", geometry.output_shape))
     if cause is None:

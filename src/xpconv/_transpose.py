@@ -106,7 +106,7 @@ def _forward(function: str, ndim: int | None, x: Array, kernel: Array, bias: Arr
     geometry, appended = _geometry(tuple(x.shape), tuple(kernel.shape), ndim, options)
     if bias is not None:
         _arguments.check_bias_shape(bias, geometry.in_channels, _output_size(geometry, appended))
-    _arguments.check_memory(geometry, xp, x, cause=_cause(options))
+    _arguments.check_memory(geometry, xp, x, cause=_cause(options), method=options.method)
     z = _gradients.input_grad(x, kernel, xp, geometry, options.method, options.workspace)
     if any(appended):
         z = pad_or_crop(z, xp, tuple((0, a) for a in appended))
@@ -123,7 +123,7 @@ def _backward(
     output_size = _output_size(geometry, appended)
     mode = _arguments.bias_mode(options.bias, geometry.in_channels, output_size)
     _arguments.check_dz(dz, (*geometry.input_shape[:2], *output_size), "the transposed convolution's output shape")
-    _arguments.check_memory(geometry, xp, x, cause=_cause(options))
+    _arguments.check_memory(geometry, xp, x, cause=_cause(options), method=options.method)
     workspace = options.workspace
     reached = dz[(..., *(slice(0, n) for n in geometry.input_size))] if any(appended) else dz
     dx = _gradients.forward(reached, conjugate(kernel, xp), None, xp, geometry, workspace, options.method)
