@@ -216,3 +216,19 @@ def test_spatial_chunks_by_the_fft() -> None:
     )  # fmt: skip
     for got, want, what in zip(dask.compute(lazy, scheduler="threads")[0], (dx, dk, db), ("dx", "dk", "db")):
         assert_close(got, want, xp=NUMPY, tol=1e-10, what=what)
+
+
+def test_size_guard_counts_blocks_not_samples_when_chunked_in_space(monkeypatch) -> None:
+    """One sample too large for the device is refused on batch chunks, but computes when chunked in
+    space (each task holds a block and its halo): the guard of a whole sample does not apply there."""
+    from xpconv import _arguments
+
+    draw = np.random.default_rng(7)
+    x, kernel = draw.standard_normal((1, 1, 40, 40)), draw.standard_normal((1, 1, 9, 9))
+    expected = xpconv.conv2d(x, kernel, padding="same")
+    monkeypatch.setattr(_arguments, "memory_limit", lambda like, xp: 2**19)  # 512 KiB: below one sample's columns
+    with pytest.raises(ValueError, match="column matrix"):
+        xpconv.conv2d(da.from_array(x, chunks=(1, 1, 40, 40)), da.from_array(kernel), padding="same", method="direct")
+    lazy = da.from_array(x, chunks=(1, 1, 20, 20))
+    got = xpconv.conv2d(lazy, da.from_array(kernel), padding="same", method="direct")
+    assert_close(got.compute(scheduler="threads"), expected, xp=NUMPY, tol=1e-10)

@@ -197,7 +197,7 @@ def _by_spatial_blocks(pass_: Callable[..., Array], arguments: Mapping[str, Any]
             found = None if any(lo >= hi for lo, hi in outputs) else block_geometry(geometry, outputs)
             if found is None:  # no window reaches these inputs
                 shape = (geometry.batch, geometry.in_channels, *sizes)
-                blocks[index] = xp.zeros(shape, dtype=arguments["dz"].dtype)
+                blocks[index] = _lazy_zeros(shape, arguments["dz"])
                 continue
             block, reads = found
             grads = _whole_in_space(arguments["dz"][(..., *(slice(lo, hi) for lo, hi in outputs))])
@@ -218,7 +218,7 @@ def _by_spatial_blocks(pass_: Callable[..., Array], arguments: Mapping[str, Any]
                 shares.append(pass_(**{**arguments, "dz": grads, "x": inputs, "geometry": block}))
             continue
         if found is None:  # outputs of the padding alone
-            blocks[index] = xp.zeros((geometry.batch, geometry.out_channels, *sizes), dtype=arguments["x"].dtype)
+            blocks[index] = _lazy_zeros((geometry.batch, geometry.out_channels, *sizes), arguments["x"])
             if arguments["bias"] is not None:
                 blocks[index] = _bias_only(blocks[index], arguments["bias"], outputs_index, xp)
             continue
@@ -230,9 +230,20 @@ def _by_spatial_blocks(pass_: Callable[..., Array], arguments: Mapping[str, Any]
         blocks[index] = pass_(**{**arguments, "x": x_block, "bias": bias, "geometry": block})
     if kind == "weight":
         if not shares:
-            return xp.zeros(geometry.kernel_shape, dtype=arguments["x"].dtype)
+            return _lazy_zeros(geometry.kernel_shape, arguments["x"])
         return da.stack(shares).sum(axis=0)
     return da.block(_nested(blocks, [len(r) for r in ranges]))
+
+
+def _lazy_zeros(shape: tuple[int, ...], like: Array) -> Array:
+    """A Dask array of zeros whose one chunk is made by the chunk library of ``like`` (CuPy's for a
+    CuPy-backed array, on the GPU), where it is computed."""
+    import dask
+    import dask.array as da
+
+    chunk_xp = array_namespace(like._meta)
+    zeros = dask.delayed(chunk_xp.zeros, pure=True)(shape, dtype=like.dtype)
+    return da.from_delayed(zeros, shape, dtype=like.dtype, meta=like._meta)
 
 
 def _bias_only(zeros: Array, bias: Array, outputs_index: tuple[slice, ...], xp: Any) -> Array:
