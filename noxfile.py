@@ -53,7 +53,7 @@ def bridges(session: nox.Session) -> None:
 @nox.session
 def dask(session: nox.Session) -> None:
     """Dask arrays chunked along the batch, on the threaded scheduler and a 2-process LocalCluster."""
-    _tests(session, "dask", "test,dask")
+    _tests(session, "dask", "test,dask,bench")
 
 
 @nox.session

@@ -89,3 +89,27 @@ def test_signals_suite_against_scipy(tmp_path) -> None:
     assert _bench.main(["--suite", "signals", "--repeats", "1", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "cpu-signals.md").read_text()
     assert table.count("| 1-D, 60,000 samples, 1,001 taps |") == 3 and "| 3-D, 80^3, 9^3 | weight |" in table
+
+
+def test_volumes_suite_on_a_local_cluster(tmp_path) -> None:
+    """``bench --suite volumes``, small: each variant in its own process and cluster; the interior block
+    equals scipy.ndimage's correlation of the same voxels, the three agree on the forward's sum, and
+    each worker stays below its memory limit without a restart."""
+    pytest.importorskip("dask.distributed", reason="the volumes suite runs on a LocalCluster (extra 'dask')")
+    pytest.importorskip("scipy", reason="the interior block is checked against scipy.ndimage")
+    from xpconv.tools import volumes as _volumes
+
+    volume = _volumes.Volume(size=48, chunk=24, kernel=5, workers=2, worker_memory="600MiB")
+    assert _volumes.run_volumes(volume, tmp_path, "test") == 0
+    records = {r["variant"]: r for r in json.loads((tmp_path / "cpu-volumes-48-k5.json").read_text())}
+    expected = {"xpconv-dask", "xpconv-numpy"} | ({"dask-image"} if _volumes._installed("dask_image") else set())
+    assert set(records) == expected
+    numpy_sum = records["xpconv-numpy"]["checksum"]
+    for name in expected - {"xpconv-numpy"}:
+        record = records[name]
+        assert record["interior_error"] < 1e-5
+        assert record["checksum"] == pytest.approx(numpy_sum, rel=1e-4, abs=1e-3)
+        assert record["restarts"] == 0 and all(0 < peak < 600 for peak in record["worker_peak_mib"])
+    assert records["xpconv-dask"]["backward_s"] > 0
+    table = (tmp_path / "cpu-volumes-48-k5.md").read_text()
+    assert "| xpconv-dask |" in table and "voxels/s" in table

@@ -65,12 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument(
         "--suite",
-        choices=[*SUITES, "models", "signals"],
+        choices=[*SUITES, "models", "signals", "volumes"],
         default="classic",
         help="classic: 3x3 and other common CNN layers (default); large: 7x7 to 31x31 kernels, long 1-D "
         "filters and a complex case, with sigpy where it applies; models: one training step of model blocks "
         "in torch and Flax, as written and through xpconv (xpconv.tools.models); signals: one-channel signals, "
-        "images and volumes against scipy.signal (xpconv.tools.signals)",
+        "images and volumes against scipy.signal (xpconv.tools.signals); volumes: a volume chunked in space on a "
+        "LocalCluster of small workers, against dask-image and NumPy (xpconv.tools.volumes)",
     )
     parser.add_argument("--models", nargs="+", help="with --suite models: these models only")
     parser.add_argument("--layers", nargs="+", help="these layers instead of a suite (with --regret: of its set)")
@@ -96,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         "than the fastest (xpconv.tools.regret)",
     )
     parser.add_argument("--libraries", nargs="+", choices=["numpy", "torch"], default=["numpy", "torch"])
+    volumes = parser.add_argument_group("--suite volumes")
+    volumes.add_argument("--size", type=int, default=384, help="voxels per axis (default 384)")
+    volumes.add_argument("--chunk", type=int, default=128, help="chunk side (default 128)")
+    volumes.add_argument("--kernel", type=int, default=9, help="filter side (default 9)")
+    volumes.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    volumes.add_argument("--worker-memory", default="640MiB", help="each worker's memory limit (default 640MiB)")
     args = parser.parse_args(argv)
     unknown = [name for name in args.layers or () if name not in LAYERS and not args.regret]
     if unknown:
@@ -116,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         from .signals import run_signals
 
         return run_signals(args.repeats, args.out, command)
+    if args.suite == "volumes":
+        from .volumes import Volume, run_volumes
+
+        volume = Volume(args.size, args.chunk, args.kernel, args.workers, args.worker_memory)
+        return run_volumes(volume, args.out, command)
     if args.suite == "models":
         from .models import run_models
 
