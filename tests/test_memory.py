@@ -46,3 +46,60 @@ def test_temporaries_stay_within_the_workspace_whatever_the_batch(method: str) -
     workspace = WORKSPACES[method]
     assert extras[64] <= 2 * workspace, f"{method}: {extras[64] / 2**20:.2f} MiB beyond the outputs at batch 64"
     assert extras[64] <= extras[8] + workspace // 4, f"{method}: temporaries grew with the batch: {extras}"
+
+
+# One sample larger than the workspace: (x shape, kernel shape, options), float64.
+ONE_SAMPLE = {
+    "2-D, padding 1": ((2, 3, 17, 11), (4, 3, 3, 3), dict(padding=1)),
+    "same, stride 2, dilation, groups": (
+        (1, 2, 23, 9), (4, 1, 5, 3), dict(padding="same", stride=2, dilation=(2, 1), groups=2),
+    ),
+    "1-D, per-side pads, stride 3": ((1, 1, 30), (2, 1, 7), dict(padding=((5, 1),), stride=3)),
+    "3-D, full": ((1, 1, 9, 8, 7), (2, 1, 3, 3, 3), dict(padding="full")),
+    "stride beyond the kernel, depthwise": ((2, 4, 25, 9), (4, 1, 2, 3), dict(stride=(4, 2), groups=4)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["direct", "dilate"])
+@pytest.mark.parametrize("name", list(ONE_SAMPLE))
+def test_one_sample_beyond_the_workspace_goes_by_slabs(name: str, method: str) -> None:
+    """A workspace smaller than one row's columns: every pass in slabs of the first spatial axis,
+    the numbers of torch autograd (or the loop reference without torch)."""
+    from helpers import NUMPY, Gradients, assert_close, explicit_pads, installed, loop_reference, torch_reference
+
+    shape, kernel_shape, params = ONE_SAMPLE[name]
+    rng = np.random.default_rng(len(name))
+    x, kernel = rng.standard_normal(shape), rng.standard_normal(kernel_shape)
+    ndim = len(shape) - 2
+    stride, dilation = params.get("stride", 1), params.get("dilation", 1)
+    stride_t = (stride,) * ndim if isinstance(stride, int) else stride
+    dilation_t = (dilation,) * ndim if isinstance(dilation, int) else dilation
+    pads = explicit_pads(params.get("padding", 0), shape[2:], kernel_shape[2:], stride_t, dilation_t)
+    options = dict(params, method=method, workspace_bytes=600)
+    z = xpconv.conv(x, kernel, **options)
+    dz = rng.standard_normal(z.shape)
+    reference = torch_reference if installed("torch") else loop_reference
+    expected: Gradients = reference(
+        x, kernel, dz, stride=stride_t, pads=pads, dilation=dilation_t, groups=params.get("groups", 1)
+    )
+    assert_close(z, expected.z, xp=NUMPY, tol=1e-12, what="z")
+    assert_close(xpconv.conv_input_grad(dz, kernel, shape, **options), expected.dx, xp=NUMPY, tol=1e-12, what="dx")
+    dkernel = xpconv.conv_weight_grad(dz, x, kernel_shape, **options)
+    assert_close(dkernel, expected.dkernel, xp=NUMPY, tol=1e-12, what="dkernel")
+
+
+def test_one_large_sample_holds_about_the_workspace() -> None:
+    """A 3x3 kernel over one 1-channel 96x96x96 volume: its column matrix is 27 x 7 MiB; with a 4 MiB
+    workspace the forward holds a few slabs' worth beyond its output, not the 190 MiB."""
+    x, kernel = np.ones((1, 1, 96, 96, 96)), np.ones((1, 1, 3, 3, 3))
+    options = dict(padding=1, method="direct", workspace_bytes=4 * 2**20)
+    xpconv.conv3d(x[..., :8, :8, :8], kernel, **options)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        z = xpconv.conv3d(x, kernel, **options)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert float(z[0, 0, 48, 48, 48]) == 27.0 and float(z[0, 0, 0, 0, 0]) == 8.0
+    assert peak - z.nbytes <= 3 * z.nbytes + 4 * 4 * 2**20, f"{(peak - z.nbytes) / 2**20:.1f} MiB beyond the output"

@@ -43,11 +43,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from array_api_compat import is_dask_namespace, is_jax_namespace, is_torch_namespace
 
 from ._autotune import autotuning, tuned
+from ._backends import itemsize
 from ._blocks import dilate_axes
 from ._contract import Windows, contract_weights, correlate, scatter_windows
 from ._costs import DEFAULT_MODEL, CostModel, model_for, target_of
@@ -55,6 +56,7 @@ from ._dask import over_dask_chunks
 from ._fft import FFTPlan, fft_backward, fft_forward, fft_input_grad, fft_weight_grad, spectrum_cost
 from ._geometry import ConvGeometry
 from ._native import native_forward, native_input_grad, native_obstacle, native_pays, native_weight_grad
+from ._slabs import column_bytes, forward_by_slabs, input_grad_by_slabs, slab_ranges, weight_grad_by_slabs
 from ._winograd import Tiling, winograd_correlate, winograd_weight_grad
 from .typing import Array, Method, Namespace
 
@@ -241,20 +243,40 @@ def _run(
     geometry: ConvGeometry,
     xp: Namespace,
     like: Array,
+    by_slabs: Callable[[Method], Array | None],
 ) -> Array:
     """Compute a pass by ``method``, one of ``passes``' keys (the forward's "dilate" is its "direct"),
     or a ``ValueError`` saying why it cannot; ``"auto"`` times the applicable ones when autotuning
-    (:mod:`xpconv._autotune`), else follows :func:`_rule`."""
+    (:mod:`xpconv._autotune`), else follows :func:`_rule`. The column-matrix methods go by
+    ``by_slabs`` (:mod:`xpconv._slabs`) where one sample's columns exceed the workspace."""
+    name: str
     if method != "auto":
         name = method if method in passes else "direct"
         obstacle = _obstacle(name, geometry, xp, like.dtype)
         if obstacle:
             raise ValueError(f"method={method!r} cannot compute this convolution: {obstacle}")
-        return passes[name]()
-    applicable = _applicable(passes, geometry, xp, like.dtype)
-    if len(applicable) > 1 and autotuning(like, xp):
-        return tuned(grad, geometry, like, xp, {name: passes[name] for name in applicable})
-    return passes[_rule(grad, geometry, applicable, xp, model_for(target_of(like)))]()
+    else:
+        applicable = _applicable(passes, geometry, xp, like.dtype)
+        if len(applicable) > 1 and autotuning(like, xp):
+            return tuned(grad, geometry, like, xp, {name: passes[name] for name in applicable})
+        name = _rule(grad, geometry, applicable, xp, model_for(target_of(like)))
+    if name in ("direct", "dilate"):
+        slabbed = by_slabs(cast(Method, name))
+        if slabbed is not None:
+            return slabbed
+    return passes[name]()
+
+
+def _held(block: ConvGeometry, xp: Namespace, like: Array, workspace: int) -> int:
+    """The workspace a slab runs with: room for its own columns, so that it is not split again (a dX
+    slab of one input row still reads the kernel's span of rows)."""
+    return max(workspace, column_bytes(block, itemsize(xp, like.dtype)))
+
+
+def _slabs_of(geometry: ConvGeometry, xp: Namespace, like: Array, workspace: int, rows: int) -> list | None:
+    if geometry.ndim == 0 or is_dask_namespace(xp):
+        return None
+    return slab_ranges(geometry, itemsize(xp, like.dtype), workspace, rows)
 
 
 @over_dask_chunks(batch=("x",), shared=("kernel", "bias"), spatial="forward")
@@ -274,7 +296,15 @@ def forward(
         "native": lambda: native_forward(x, kernel, xp, geometry),
         "direct": lambda: correlate(x, kernel, xp, _forward_windows(geometry), workspace),
     }
-    return add_bias(_run("forward", method, passes, geometry, xp, x), bias, xp)
+
+    def by_slabs(name: Method) -> Array | None:
+        slabs = _slabs_of(geometry, xp, x, workspace, geometry.output_size[0])
+        if slabs is None:
+            return None
+        whole = lambda part, k, block: forward(part, k, None, xp, block, _held(block, xp, x, workspace), name)  # noqa: E731
+        return forward_by_slabs(x, kernel, xp, geometry, slabs, whole)
+
+    return add_bias(_run("forward", method, passes, geometry, xp, x, by_slabs), bias, xp)
 
 
 def add_bias(z: Array, bias: Array | None, xp: Namespace) -> Array:
@@ -309,7 +339,15 @@ def input_grad(
             workspace=workspace,
         ),
     }
-    return _run("input", method, passes, geometry, xp, dz)
+
+    def by_slabs(name: Method) -> Array | None:
+        slabs = _slabs_of(geometry, xp, dz, workspace, geometry.input_size[0])
+        if slabs is None:
+            return None
+        whole = lambda part, k, block: input_grad(part, k, xp, block, name, _held(block, xp, dz, workspace))  # noqa: E731
+        return input_grad_by_slabs(dz, kernel, xp, geometry, slabs, whole)
+
+    return _run("input", method, passes, geometry, xp, dz, by_slabs)
 
 
 def _input_grad_by_correlation(
@@ -354,7 +392,15 @@ def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, meth
             dz, x, xp, _forward_windows(geometry), workspace, window=geometry.kernel_size
         ),
     }
-    return _run("weight", method, passes, geometry, xp, x)
+
+    def by_slabs(name: Method) -> Array | None:
+        slabs = _slabs_of(geometry, xp, x, workspace, geometry.output_size[0])
+        if slabs is None:
+            return None
+        whole = lambda grads, part, block: weight_grad(grads, part, xp, block, name, _held(block, xp, x, workspace))  # noqa: E731
+        return weight_grad_by_slabs(dz, x, geometry, slabs, whole)
+
+    return _run("weight", method, passes, geometry, xp, x, by_slabs)
 
 
 def input_and_weight_grads(
