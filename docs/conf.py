@@ -28,7 +28,7 @@ extensions = [
     "sphinx.ext.doctest",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "figures.py"]
+exclude_patterns = ["_build", "figures.py", "deconvolution.py"]
 myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3
 html_theme = "furo"
@@ -95,13 +95,15 @@ def _options_signature(app, what, name, obj, options, signature, return_annotati
 
 
 def _draw_figures(app):
-    """The figures drawn by code: docs/figures.py, run at every build (it needs matplotlib)."""
+    """The figures drawn by code: docs/figures.py and docs/deconvolution.py (it needs Dask), run at every
+    build (they need matplotlib)."""
     import subprocess
 
     (ROOT / "docs" / "_generated").mkdir(exist_ok=True)
-    target = ROOT / "docs" / "_generated" / "dx-steps.png"
-    subprocess.run([sys.executable, str(ROOT / "docs" / "figures.py"), str(target)], check=True,
-                   env={"PYTHONPATH": str(ROOT / "src"), "MPLBACKEND": "Agg"})  # fmt: skip
+    for script, figure in (("figures.py", "dx-steps.png"), ("deconvolution.py", "deconvolution.png")):
+        target = ROOT / "docs" / "_generated" / figure
+        subprocess.run([sys.executable, str(ROOT / "docs" / script), str(target)], check=True,
+                       env={"PYTHONPATH": str(ROOT / "src"), "MPLBACKEND": "Agg"})  # fmt: skip
 
 
 def setup(app):

@@ -52,7 +52,10 @@ WISDOM_ENV = "XPCONV_WISDOM"
 
 @dataclass(frozen=True)
 class CostModel:
-    """The constants ``"auto"`` chooses by (see the module's docstring). The defaults were fitted on
+    """The constants ``"auto"`` chooses by: ``transform_weight``, an FFT butterfly's cost in multiply-adds
+    of a matrix product; ``fft_margin``, how much cheaper the FFT must look before it is taken;
+    ``native_fft_advantage`` (torch, JAX), the FFT's advantage from which a dense layer leaves the
+    library's own convolution. The defaults were fitted on
     the project's 2-core CPU (NumPy and torch, 99 geometries x 3 passes, then held-out regret).
     :func:`calibrate` fits them on this machine; :func:`cost_model` says which ones are in use.
 
@@ -172,7 +175,7 @@ def calibrate(like: Array | None = None, *, save: bool = True, rounds: int = 5, 
     ``python -m xpconv calibrate --library torch --device cuda``.
 
     The constants move at most an octave from the defaults, and only for a gain larger than timing
-    noise; the fit and the file are explained in :mod:`xpconv._costs` and ``docs/performance.md``.
+    noise; the performance page explains the fit and the file (Refitting "auto" to another machine).
     ``echo`` prints each pass's fastest method and the regret of the picks before and after the fit.
     Autotuning (:func:`xpconv.autotune`) still times each layer itself where it is on.
 

@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     volumes.add_argument("--kernel", type=int, default=9, help="filter side (default 9)")
     volumes.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     volumes.add_argument("--worker-memory", default="640MiB", help="each worker's memory limit (default 640MiB)")
+    volumes.add_argument("--workspace-mib", type=int, default=64, help="xpconv's workspace_bytes on Dask, MiB (64)")
     args = parser.parse_args(argv)
     unknown = [name for name in args.layers or () if name not in LAYERS and not args.regret]
     if unknown:
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite == "volumes":
         from .volumes import Volume, run_volumes
 
-        volume = Volume(args.size, args.chunk, args.kernel, args.workers, args.worker_memory)
+        volume = Volume(args.size, args.chunk, args.kernel, args.workers, args.worker_memory, args.workspace_mib)
         return run_volumes(volume, args.out, command)
     if args.suite == "models":
         from .models import run_models
