@@ -57,6 +57,8 @@ ONE_SAMPLE = {
     "1-D, per-side pads, stride 3": ((1, 1, 30), (2, 1, 7), dict(padding=((5, 1),), stride=3)),
     "3-D, full": ((1, 1, 9, 8, 7), (2, 1, 3, 3, 3), dict(padding="full")),
     "stride beyond the kernel, depthwise": ((2, 4, 25, 9), (4, 1, 2, 3), dict(stride=(4, 2), groups=4)),
+    "one channel tap by tap, same, stride 2": ((2, 1, 19, 13), (1, 1, 3, 3), dict(padding="same", stride=2)),
+    "one channel 3-D, dilation": ((1, 1, 11, 9, 8), (1, 1, 3, 3, 3), dict(padding=1, dilation=(2, 1, 1))),
 }  # fmt: skip
 
 

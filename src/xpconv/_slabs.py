@@ -33,10 +33,13 @@ def column_bytes(geometry: ConvGeometry, itemsize: int) -> int:
     return max(geometry.in_channels, geometry.out_channels) * math.prod(geometry.kernel_size) * positions * itemsize
 
 
-def slab_ranges(geometry: ConvGeometry, itemsize: int, workspace: int, rows: int) -> list[tuple[int, int]] | None:
-    """Ranges of ``rows`` (the first spatial axis' outputs or inputs) whose columns fit ``workspace``;
+def slab_ranges(
+    geometry: ConvGeometry, itemsize: int, workspace: int, rows: int, need: int | None = None
+) -> list[tuple[int, int]] | None:
+    """Ranges of ``rows`` (the first spatial axis' outputs or inputs) whose temporaries fit
+    ``workspace``, ``need`` bytes per sample (by default its column matrix, :func:`column_bytes`);
     None where one sample's fit, or it has one row."""
-    need = column_bytes(geometry, itemsize)
+    need = column_bytes(geometry, itemsize) if need is None else need
     if need <= workspace or rows <= 1 or geometry.ndim == 0:
         return None
     step = max(1, workspace * rows // need)
