@@ -102,7 +102,7 @@ def test_volumes_suite_on_a_local_cluster(tmp_path) -> None:
     volume = _volumes.Volume(size=48, chunk=24, kernel=5, workers=2, worker_memory="600MiB")
     assert _volumes.run_volumes(volume, tmp_path, "test") == 0
     records = {r["variant"]: r for r in json.loads((tmp_path / "cpu-volumes-48-k5.json").read_text())}
-    expected = {"xpconv-dask", "xpconv-numpy"} | ({"dask-image"} if _volumes._installed("dask_image") else set())
+    expected = {"xpconv-dask", "xpconv-numpy"} | ({"dask-image"} if _runner.installed("dask_image") else set())
     assert set(records) == expected
     numpy_sum = records["xpconv-numpy"]["checksum"]
     for name in expected - {"xpconv-numpy"}:

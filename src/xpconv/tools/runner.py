@@ -155,7 +155,8 @@ def _sigpy_runner(spec: Layer) -> Runner:
     return forward, backward, both
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (found, not imported)."""
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
@@ -182,7 +183,7 @@ def available(device: str, names: list[str] | None = None) -> list[str]:
     """The candidates whose library is installed (by default the usual ones)."""
     table = CPU_CANDIDATES if device == "cpu" else CUDA_CANDIDATES
     chosen = names or (list(DEFAULT_CPU_CANDIDATES) if device == "cpu" else list(CUDA_CANDIDATES))
-    return [name for name in chosen if _installed(table[name])]
+    return [name for name in chosen if installed(table[name])]
 
 
 def make_runner(name: str, device: str, spec: Layer) -> tuple[Runner, Callable[[], None]]:
@@ -370,7 +371,7 @@ def machine_description(device: str) -> dict[str, str]:
         )
     except ImportError:
         pass
-    if _installed("torch"):
+    if installed("torch"):
         from importlib.metadata import version
 
         description["torch"] = version("torch")  # not imported here: the parent process stays idle

@@ -30,6 +30,8 @@ import numpy as np
 
 import xpconv
 
+from .runner import installed
+
 VARIANTS = ("xpconv-dask", "dask-image", "xpconv-numpy")
 
 
@@ -97,6 +99,7 @@ def run_variant(variant: str, volume: Volume) -> dict[str, Any]:
         record["process_peak_mib"] = _peak_mib()
         record["checksum"] = float(z.astype(np.float64).sum())
         return record
+    import dask.array as da
     from dask.distributed import Client, LocalCluster
 
     cluster = LocalCluster(
@@ -106,27 +109,19 @@ def run_variant(variant: str, volume: Volume) -> dict[str, Any]:
         with Client(cluster) as client:
             started = set(client.run(os.getpid).values())
             x = _drawn(volume, 0)
+            lazy_kernel, workspace = da.from_array(kernel), volume.workspace_mib * 2**20
             if variant == "dask-image":
                 from dask_image.ndfilters import correlate  # type: ignore[import-untyped]
 
                 z = correlate(x[0, 0], kernel[0, 0], mode="constant")[None, None]
             else:
-                import dask.array as da
-
-                z = xpconv.conv3d(
-                    x, da.from_array(kernel), padding="same", workspace_bytes=volume.workspace_mib * 2**20
-                )
+                z = xpconv.conv3d(x, lazy_kernel, padding="same", workspace_bytes=workspace)
             start = time.perf_counter()
             record["checksum"] = float(z.sum(dtype=np.float64).compute())
             record["forward_s"] = time.perf_counter() - start
             if variant == "xpconv-dask":
-                dx, dk, db = xpconv.conv3d_backward(
-                    _drawn(volume, 1),
-                    x,
-                    da.from_array(kernel),
-                    padding="same",
-                    workspace_bytes=volume.workspace_mib * 2**20,
-                )
+                dz = _drawn(volume, 1)
+                dx, dk, db = xpconv.conv3d_backward(dz, x, lazy_kernel, padding="same", workspace_bytes=workspace)
                 start = time.perf_counter()
                 dask.compute(dx.sum(dtype=np.float64), dk, db)
                 record["backward_s"] = time.perf_counter() - start
@@ -148,12 +143,6 @@ def _in_subprocess(variant: str, volume: Volume) -> dict[str, Any]:
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
     return {"variant": variant, **asdict(volume), "error": (done.stderr or done.stdout).strip().splitlines()[-1:]}
-
-
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 def markdown(records: list[dict[str, Any]], command: str) -> str:
@@ -191,7 +180,7 @@ def markdown(records: list[dict[str, Any]], command: str) -> str:
 def run_volumes(volume: Volume, out: Path | None, command: str, variants: tuple[str, ...] = VARIANTS) -> int:
     records = []
     for variant in variants:
-        if variant == "dask-image" and not _installed("dask_image"):
+        if variant == "dask-image" and not installed("dask_image"):
             print("dask-image is not installed (pip install dask-image): left out")
             continue
         print(f"{variant} ...", flush=True)
