@@ -232,3 +232,20 @@ def test_size_guard_counts_blocks_not_samples_when_chunked_in_space(monkeypatch)
     lazy = da.from_array(x, chunks=(1, 1, 20, 20))
     got = xpconv.conv2d(lazy, da.from_array(kernel), padding="same", method="direct")
     assert_close(got.compute(scheduler="threads"), expected, xp=NUMPY, tol=1e-10)
+
+
+@pytest.mark.parametrize("chunks", [(2, 1, 64, 64), (1, 1, 128, 128)], ids=["in space", "by the batch"])
+def test_tasks_carry_no_copy_of_their_operands_graphs(chunks) -> None:
+    """Each task's function holds the plain arguments only: the graph xpconv adds to a persisted
+    input (its chunks in memory) pickles to a small fraction of the input, where a closure over
+    the input would carry (and, to name the result, hash) all of its chunks in every task."""
+    import cloudpickle
+
+    draw = np.random.default_rng(5)
+    x = da.from_array(draw.standard_normal((2, 1, 128, 128)), chunks=chunks).persist(scheduler="threads")
+    kernel = da.from_array(draw.standard_normal((1, 1, 3, 3)))
+    z = xpconv.conv2d(x, kernel, padding="same", method="direct")
+    added = {name: layer for name, layer in z.dask.layers.items() if name not in x.dask.layers}
+    assert len(cloudpickle.dumps(added)) < x.nbytes / 10
+    assert z.name == xpconv.conv2d(x, kernel, padding="same", method="direct").name  # named by its inputs
+    assert_close(z.compute(scheduler="threads"), xpconv.conv2d(x.compute(), kernel.compute(), padding="same"), xp=NUMPY)

@@ -81,12 +81,16 @@ def _blockwise(
     combine: Combine,
 ) -> Array:
     import dask.array as da
+    from dask.base import tokenize
 
     chunked = (*batch_names, *shared_names)
+    # Each task's function holds the plain arguments only (geometry, method, ...): a closure over the
+    # Dask arrays would carry their graphs into every task, and be pickled whole to name the result.
+    fixed = {name: value for name, value in arguments.items() if name not in chunked and name != "xp"}
 
     def on_chunk(*blocks: Array) -> Array:
         present = [b for b in blocks if b is not None]
-        result = fn(**{**arguments, **dict(zip(chunked, blocks)), "xp": array_namespace(*present)})
+        result = fn(**fixed, **dict(zip(chunked, blocks)), xp=array_namespace(*present))
         return result if combine == "concat" else result[None, ...]
 
     batch = tuple(
@@ -105,6 +109,7 @@ def _blockwise(
         blockwise_arguments += [a, None] if a is None else [a, "".join(next(letters) for _ in range(a.ndim))]
     out_letters = "".join(next(letters) for _ in tail)
     options: dict[str, Any] = {"adjust_chunks": {"n": 1}} if combine == "sum" else {}
+    token = tokenize(fn.__module__, fn.__qualname__, fixed, combine, *batch, *shared)
     parts = da.blockwise(
         on_chunk,
         "n" + out_letters,
@@ -113,6 +118,7 @@ def _blockwise(
         concatenate=True,
         dtype=probe.dtype,
         meta=probe[:0, ...],
+        name=f"{fn.__name__.strip('_')}-{token}",
         **options,
     )
     return parts if combine == "concat" else parts.sum(axis=0)
