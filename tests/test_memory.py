@@ -105,3 +105,40 @@ def test_one_large_sample_holds_about_the_workspace() -> None:
         tracemalloc.stop()
     assert float(z[0, 0, 48, 48, 48]) == 27.0 and float(z[0, 0, 0, 0, 0]) == 8.0
     assert peak - z.nbytes <= 3 * z.nbytes + 4 * 4 * 2**20, f"{(peak - z.nbytes) / 2**20:.1f} MiB beyond the output"
+
+
+TILED_TAPS = {
+    "1-D, stride 2, same": ((2, 1, 41), (1, 1, 5), dict(padding="same", stride=2)),
+    "2-D, dilation, pads": ((2, 1, 23, 9), (1, 1, 3, 3), dict(padding=((2, 1), (0, 3)), dilation=(2, 1))),
+    "3-D, stride and dilation": (
+        (1, 1, 13, 7, 6), (1, 1, 3, 2, 3), dict(padding=1, stride=(3, 1, 2), dilation=(1, 2, 1)),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(TILED_TAPS))
+def test_one_channel_taps_in_tiles(eager_xp, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """One channel into one filter goes tap by tap in tiles of the first spatial axis (so each tap
+    stays in the cache); with tiles of a row or two, every tile edge meets the stride and dilation:
+    the forward and dX of torch autograd (the loop reference without torch), on every library."""
+    from helpers import Gradients, asarray, assert_close, explicit_pads, installed, loop_reference, torch_reference
+
+    monkeypatch.setattr("xpconv._contract.TAP_TILE_BYTES", 16)
+    shape, kernel_shape, params = TILED_TAPS[name]
+    rng = np.random.default_rng(len(name))
+    x, kernel = rng.standard_normal(shape), rng.standard_normal(kernel_shape)
+    ndim = len(shape) - 2
+    stride = params.get("stride", 1)
+    stride_t = (stride,) * ndim if isinstance(stride, int) else stride
+    dilation_t = params.get("dilation", (1,) * ndim)
+    pads = explicit_pads(params["padding"], shape[2:], kernel_shape[2:], stride_t, dilation_t)
+    reference = torch_reference if installed("torch") else loop_reference
+    geometry = zip(shape[2:], pads, dilation_t, kernel_shape[2:], stride_t)
+    out = [(n + a + b - d * (k - 1) - 1) // s + 1 for n, (a, b), d, k, s in geometry]
+    dz = rng.standard_normal((shape[0], 1, *out))
+    expected: Gradients = reference(x, kernel, dz, stride=stride_t, pads=pads, dilation=dilation_t, groups=1)
+    options = dict(params, method="direct")
+    x_, kernel_, dz_ = (asarray(a, eager_xp) for a in (x, kernel, dz))
+    assert_close(xpconv.conv(x_, kernel_, **options), expected.z, xp=eager_xp, what="z")
+    dx = xpconv.conv_input_grad(dz_, kernel_, shape, **options)
+    assert_close(dx, expected.dx, xp=eager_xp, what="dx")

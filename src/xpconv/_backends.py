@@ -6,7 +6,8 @@
 - :func:`on_cpu`: whether the arrays live in host memory (the batch is then processed in small
   chunks; see ``_contract.over_batch``).
 - :func:`add_into`, :func:`set_into`: ``buffer[index] += values`` / ``= values`` on a buffer xpconv
-  allocated itself, functional on libraries whose arrays are immutable (JAX).
+  allocated itself, functional on libraries whose arrays are immutable (JAX);
+  :func:`multiply_add_into`: ``total += scale * values`` without a temporary where the library can.
 - :func:`integer_accumulator`: the integer dtype sums of products are computed in (torch has no
   arithmetic on unsigned integers wider than 8 bits).
 - :func:`memory_limit`: how many bytes the arrays' device holds at most (the size guard's limit).
@@ -170,6 +171,37 @@ def add_into(buffer: Array, xp: Namespace, index: tuple, values: Array) -> Array
         return buffer.at[index].add(values)
     buffer[index] = buffer[index] + values
     return buffer
+
+
+def multiply_add_into(total: Array, xp: Namespace, values: Array, scale: Array, scratch: Array) -> Array:
+    """``total += scale * values`` and return ``total`` (``scale`` a 0-d array); ``total`` and ``scratch``
+    (an array of ``total``'s shape and dtype) must be xpconv's own.
+
+    NumPy and CuPy multiply into ``scratch`` and torch adds the product in one kernel (``addcmul_``),
+    so no call allocates a temporary: where malloc returns freed memory to the system at once (Dask
+    workers set ``MALLOC_TRIM_THRESHOLD_`` to 64 KiB) each fresh temporary costs page faults, and a
+    3^3 filter over a 130^3 block took 94 ms in such a process against 54 ms with reused memory.
+    """
+    if is_numpy_namespace(xp) or is_cupy_namespace(xp):
+        module = _module_of(xp)
+        module.multiply(values, scale, out=scratch)
+        return module.add(total, scratch, out=total)
+    if is_torch_namespace(xp):
+        return total.addcmul_(values, scale)
+    if is_jax_namespace(xp):
+        return total + scale * values
+    total += scale * values
+    return total
+
+
+def _module_of(xp: Namespace) -> Any:
+    if is_cupy_namespace(xp):
+        import cupy
+
+        return cupy
+    import numpy
+
+    return numpy
 
 
 def integer_accumulator(xp: Namespace, dtype: Any, device: Any) -> Any:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from array_api_compat import device as device_of
 
-from ._backends import add_into, itemsize, on_cpu, set_into, tap_slices, window_view
+from ._backends import add_into, itemsize, multiply_add_into, on_cpu, set_into, tap_slices, window_view
 from ._blocks import pad_or_crop
 from .typing import Array, Combine, Namespace
 
@@ -36,6 +36,7 @@ CPU_CHUNK_BYTES = 4 * 2**20
 # measured on NumPy, float32, a 3^3 filter over a 130^3 block 64 ms against the column matrix's 91 ms
 # (scipy.ndimage 68 ms).
 TAPS_AT_MOST = 27
+TAP_TILE_BYTES = 1 << 18  # a tile of outputs by taps: its operands stay in one core's L2 cache
 FLOATING = ("real floating", "complex floating")
 
 __all__ = [
@@ -112,16 +113,47 @@ def by_taps(channels: int, filters: int, kernel_size: Sequence[int], xp: Namespa
 
 def _one_channel_by_taps(x: Array, kernel: Array, xp: Namespace, windows: Windows) -> Array:
     """One input channel into one filter: a strided multiply-add of the padded input per kernel tap,
-    no column matrix (it would hold ``prod(k)`` copies of the input for a product of one row)."""
+    no column matrix (it would hold ``prod(k)`` copies of the input for a product of one row).
+
+    On the CPU the outputs go in tiles of the first spatial axis of about ``TAP_TILE_BYTES``, every
+    tap on one tile before the next, so that each tap's operands stay in the cache: 3^3 over a 130^3
+    block 54 -> 31 ms, and 73 -> 39 ms with the other core busy too (they share memory bandwidth).
+    """
     padded = pad_or_crop(x, xp, windows.pads)
+    out = windows.out
+    row_bytes = x.shape[0] * math.prod(out[1:]) * itemsize(xp, x.dtype)
+    per_tile = min(out[0], max(1, TAP_TILE_BYTES // max(row_bytes, 1)))
+    if not on_cpu(x, xp):  # one pass per tap, the device's temporaries
+        return _tap_sum(padded, kernel, xp, windows, out, None)
+    dtype = xp.result_type(x.dtype, kernel.dtype)
+    scratch = xp.empty((x.shape[0], 1, per_tile, *out[1:]), dtype=dtype, device=device_of(x))
+    if per_tile == out[0]:
+        return _tap_sum(padded, kernel, xp, windows, out, scratch)
+    stride, reach = windows.stride[0], windows.dilation[0] * (kernel.shape[2] - 1) + 1
+    result = xp.empty((x.shape[0], 1, *out), dtype=dtype, device=device_of(x))
+    for start in range(0, out[0], per_tile):
+        rows = min(per_tile, out[0] - start)
+        part = padded[:, :, start * stride : (start + rows - 1) * stride + reach, ...]
+        tile = _tap_sum(part, kernel, xp, windows, (rows, *out[1:]), scratch[:, :, :rows, ...])
+        result = set_into(result, xp, (slice(None), slice(None), slice(start, start + rows), ...), tile)
+    return result
+
+
+def _tap_sum(
+    padded: Array, kernel: Array, xp: Namespace, windows: Windows, out: tuple[int, ...], scratch: Array | None
+) -> Array:
+    """``sum_k kernel[k] * padded[the windows' elements k]`` for ``out`` windows; the products go
+    through ``scratch`` (see :func:`~xpconv._backends.multiply_add_into`), or temporaries if None."""
     total = None
     for offsets in itertools.product(*(range(k) for k in kernel.shape[2:])):
-        reads = tap_slices(offsets, windows.stride, windows.dilation, windows.out)
-        term = kernel[(0, 0, *offsets)] * padded[(slice(None), slice(None), *reads)]
+        reads = padded[(slice(None), slice(None), *tap_slices(offsets, windows.stride, windows.dilation, out))]
+        scale = kernel[(0, 0, *offsets)]
         if total is None:
-            total = term  # a fresh array: adding into it writes into nothing of the caller's
+            total = scale * reads  # a fresh array: adding into it writes into nothing of the caller's
+        elif scratch is None:
+            total += scale * reads  # in place where the library allows it (the standard's in-place operator)
         else:
-            total += term  # in place where the library allows it (the standard's in-place operator)
+            total = multiply_add_into(total, xp, reads, scale, scratch)
     assert total is not None
     return total
 
