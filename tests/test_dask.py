@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import _probe_cupy
 from helpers import NUMPY, assert_close
 
 import xpconv
@@ -249,3 +250,39 @@ def test_tasks_carry_no_copy_of_their_operands_graphs(chunks) -> None:
     assert len(cloudpickle.dumps(added)) < x.nbytes / 10
     assert z.name == xpconv.conv2d(x, kernel, padding="same", method="direct").name  # named by its inputs
     assert_close(z.compute(scheduler="threads"), xpconv.conv2d(x.compute(), kernel.compute(), padding="same"), xp=NUMPY)
+
+
+NO_CUPY = _probe_cupy()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(NO_CUPY is not None, reason=str(NO_CUPY))
+@pytest.mark.parametrize(
+    "name", ["3-D, full, chunks smaller than the halo", "valid, stride beyond the kernel, depthwise"]
+)
+def test_cupy_backed_spatial_blocks_stay_on_the_gpu(name) -> None:
+    """A CuPy-backed Dask array chunked in space: every block, the padding-only zeros and dX's
+    unreached inputs included, is a CuPy array; NumPy's numbers."""
+    import cupy
+
+    shape, kernel_shape, params, x_chunks, dz_chunks = SPATIAL[name]
+    draw = np.random.default_rng(len(name))
+    x, kernel = draw.standard_normal(shape), draw.standard_normal(kernel_shape)
+    z = xpconv.conv(x, kernel, **params)
+    dz = draw.standard_normal(z.shape)
+    dx, dkernel, _ = xpconv.conv_backward(dz, x, kernel, **params)
+    on_gpu = {"x": cupy.asarray(x), "dz": cupy.asarray(dz), "kernel": cupy.asarray(kernel)}
+    lazy_x = da.from_array(on_gpu["x"], chunks=x_chunks, asarray=False)
+    lazy_dz = da.from_array(on_gpu["dz"], chunks=(1, dz.shape[1], *dz_chunks), asarray=False)
+    lazy_kernel = da.from_array(on_gpu["kernel"], asarray=False)
+    got = dask.compute(
+        {
+            "z": xpconv.conv(lazy_x, lazy_kernel, **params),
+            "dx": xpconv.conv_input_grad(lazy_dz, lazy_kernel, shape, **params),
+            "dkernel": xpconv.conv_weight_grad(lazy_dz, lazy_x, kernel_shape, **params),
+        },
+        scheduler="threads",
+    )[0]
+    for what, want in (("z", z), ("dx", dx), ("dkernel", dkernel)):
+        assert isinstance(got[what], cupy.ndarray), (what, type(got[what]))
+        np.testing.assert_allclose(cupy.asnumpy(got[what]), want, rtol=0, atol=1e-10 * np.abs(want).max(), err_msg=what)
