@@ -549,6 +549,8 @@ def _weight_grad_taps(grads: Array, inputs: Array, xp: Namespace, plan: FFTPlan,
         grouped = xp.reshape(grads, (grads.shape[0], groups, multiplier, *grads.shape[2:]))
         summed = xp.sum(grouped * inputs[:, :, None, ...], axis=0)  # (g, F // g, *freq)
         return xp.reshape(read_taps(summed, xp, plan, reads, first=2), geometry.kernel_shape)
+    if grads.shape[0] == 1:
+        return _one_sample_weight_grad_taps(grads, inputs, xp, plan, blocks)
     # (*freq, g, F // g, n) @ (*freq, g, n, C // g), summed block by block into the taps
     grads_t = _to_frequency_major(grads, xp, groups, samples_last=True)
     inputs_t = _to_frequency_major(inputs, xp, groups)
@@ -563,6 +565,33 @@ def _weight_grad_taps(grads: Array, inputs: Array, xp: Namespace, plan: FFTPlan,
     # (*k, g, F // g, C // g) -> (F, C // g, *k)
     moved = xp.permute_dims(taps, (ndim, ndim + 1, ndim + 2, *range(ndim)))
     return xp.reshape(moved, geometry.kernel_shape)
+
+
+def _one_sample_weight_grad_taps(
+    grads: Array, inputs: Array, xp: Namespace, plan: FFTPlan, blocks: list[slice]
+) -> Array:
+    """:func:`_weight_grad_taps` of one sample: per frequency an outer product of its dz and x spectra,
+    a broadcast product in the spectra's own layout ``(g, F // g, C // g, *freq)`` (no copy to
+    frequency-major order; the innermost loop runs over frequencies): 8 -> 8 channels at 144x144
+    frequencies 1.1 ms against 3.8 ms frequency-major (6.6 ms by matmul)."""
+    geometry = plan.geometry
+    groups, frequencies = geometry.groups, grads.shape[2:]
+    left = xp.reshape(grads, (groups, geometry.out_channels // groups, 1, *frequencies))
+    right = xp.reshape(inputs, (groups, 1, geometry.in_channels // groups, *frequencies))
+    taps = None
+    for rows in blocks:
+        index = (slice(None), slice(None), slice(None), rows, ...)
+        share = read_taps(
+            left[index] * right[index],
+            xp,
+            plan,
+            plan.weight_grad_reads(),
+            first=3,
+            rows=None if len(blocks) == 1 else rows,
+        )
+        taps = share if taps is None else taps + share
+    assert taps is not None
+    return xp.reshape(taps, geometry.kernel_shape)  # (g, F // g, C // g, *k) -> (F, C // g, *k)
 
 
 def _weight_grad_blocks(plan: FFTPlan, xp: Namespace, like: Array, workspace: int) -> list[slice]:
