@@ -142,3 +142,29 @@ def test_one_channel_taps_in_tiles(eager_xp, monkeypatch: pytest.MonkeyPatch, na
     assert_close(xpconv.conv(x_, kernel_, **options), expected.z, xp=eager_xp, what="z")
     dx = xpconv.conv_input_grad(dz_, kernel_, shape, **options)
     assert_close(dx, expected.dx, xp=eager_xp, what="dx")
+
+
+@pytest.mark.parametrize(("method", "slabbed"), [("direct", False), ("dilate", True)])
+def test_slabs_count_the_pass_own_columns(monkeypatch: pytest.MonkeyPatch, method: str, slabbed: bool) -> None:
+    """A strided filterbank's dX: by col2im ("direct") it holds ``C * k`` values per output (230 KB
+    here) and runs whole within a 1 MiB workspace; by the tutorial's dilation ("dilate") ``F * k`` per
+    input (16 MB), and goes by slabs. The numbers are torch autograd's either way."""
+    from helpers import NUMPY, assert_close, explicit_pads, installed, loop_reference, torch_reference
+
+    from xpconv import _gradients
+
+    calls = []
+    by_slabs = _gradients.input_grad_by_slabs
+    monkeypatch.setattr(
+        _gradients, "input_grad_by_slabs", lambda *args, **kwargs: calls.append(1) or by_slabs(*args, **kwargs)
+    )
+    rng = np.random.default_rng(4)
+    shape, kernel_shape, stride = (1, 1, 4000), (8, 1, 63), (10,)
+    x, kernel = rng.standard_normal(shape), rng.standard_normal(kernel_shape)
+    dz = rng.standard_normal((1, 8, (4000 - 63) // 10 + 1))
+    reference = torch_reference if installed("torch") else loop_reference
+    pads = explicit_pads(0, shape[2:], kernel_shape[2:], stride, (1,))
+    expected = reference(x, kernel, dz, stride=stride, pads=pads, dilation=(1,), groups=1)
+    dx = xpconv.conv_input_grad(dz, kernel, shape, stride=stride, method=method, workspace_bytes=2**20)
+    assert bool(calls) == slabbed
+    assert_close(dx, expected.dx, xp=NUMPY, what="dx")

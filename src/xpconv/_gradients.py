@@ -267,26 +267,33 @@ def _run(
     return passes[name]()
 
 
-def _held(block: ConvGeometry, xp: Namespace, like: Array, workspace: int) -> int:
-    """The workspace a slab runs with: room for its own columns, so that it is not split again (a dX
-    slab of one input row still reads the kernel's span of rows)."""
-    return max(workspace, column_bytes(block, itemsize(xp, like.dtype)))
+def _held(block: ConvGeometry, xp: Namespace, like: Array, workspace: int, kind: str, method: str) -> int:
+    """The workspace a slab runs with: room for its own temporaries, so that it is not split again (a
+    dX slab of one input row still reads the kernel's span of rows)."""
+    return max(workspace, _sample_need(block, xp, like, kind, method))
+
+
+def _sample_need(geometry: ConvGeometry, xp: Namespace, like: Array, kind: str, method: str) -> int:
+    """One sample's temporaries in the pass ``kind`` by ``method``: its column matrix, or, for a pass by
+    :func:`~xpconv._contract.correlate` (the forward, dX by ``"dilate"``) of one channel, which goes tap
+    by tap, the padded sample, the sum and one term (576^3 whole: 13.2 s and 5.2 GB; by slabs of
+    256 MiB 7.3 s)."""
+    size = itemsize(xp, like.dtype)
+    correlates = kind == "forward" or (kind == "input" and method == "dilate")
+    if correlates and by_taps(geometry.in_channels, geometry.out_channels, geometry.kernel_size, xp, like.dtype):
+        return 3 * max(math.prod(geometry.padded_size), math.prod(geometry.output_size)) * size
+    return column_bytes(geometry, size, kind, method)
 
 
 def _slabs_of(
-    geometry: ConvGeometry, xp: Namespace, like: Array, workspace: int, rows: int, correlates: bool = False
+    geometry: ConvGeometry, xp: Namespace, like: Array, workspace: int, kind: str, method: str
 ) -> list | None:
-    """Slabs where one sample's temporaries exceed the workspace; ``correlates``: the pass is
-    :func:`~xpconv._contract.correlate`, which takes a one-channel layer tap by tap, holding the
-    padded sample, the sum and one term instead of columns (576^3 whole: 13.2 s and 5.2 GB; by slabs
-    of 256 MiB 7.3 s)."""
+    """Slabs of the first spatial axis where one sample's temporaries exceed the workspace."""
     if geometry.ndim == 0 or is_dask_namespace(xp):
         return None
-    size = itemsize(xp, like.dtype)
-    need = None
-    if correlates and by_taps(geometry.in_channels, geometry.out_channels, geometry.kernel_size, xp, like.dtype):
-        need = 3 * max(math.prod(geometry.padded_size), math.prod(geometry.output_size)) * size
-    return slab_ranges(geometry, size, workspace, rows, need)
+    rows = geometry.input_size[0] if kind == "input" else geometry.output_size[0]
+    need = _sample_need(geometry, xp, like, kind, method)
+    return slab_ranges(geometry, itemsize(xp, like.dtype), workspace, rows, need)
 
 
 @over_dask_chunks(batch=("x",), shared=("kernel", "bias"), spatial="forward")
@@ -308,10 +315,13 @@ def forward(
     }
 
     def by_slabs(name: Method) -> Array | None:
-        slabs = _slabs_of(geometry, xp, x, workspace, geometry.output_size[0], correlates=True)
+        slabs = _slabs_of(geometry, xp, x, workspace, "forward", name)
         if slabs is None:
             return None
-        whole = lambda part, k, block: forward(part, k, None, xp, block, _held(block, xp, x, workspace), name)  # noqa: E731
+
+        def whole(part: Array, k: Array, block: ConvGeometry) -> Array:
+            return forward(part, k, None, xp, block, _held(block, xp, x, workspace, "forward", name), name)
+
         return forward_by_slabs(x, kernel, xp, geometry, slabs, whole)
 
     return add_bias(_run("forward", method, passes, geometry, xp, x, by_slabs), bias, xp)
@@ -351,10 +361,13 @@ def input_grad(
     }
 
     def by_slabs(name: Method) -> Array | None:
-        slabs = _slabs_of(geometry, xp, dz, workspace, geometry.input_size[0], correlates=name == "dilate")
+        slabs = _slabs_of(geometry, xp, dz, workspace, "input", name)
         if slabs is None:
             return None
-        whole = lambda part, k, block: input_grad(part, k, xp, block, name, _held(block, xp, dz, workspace))  # noqa: E731
+
+        def whole(part: Array, k: Array, block: ConvGeometry) -> Array:
+            return input_grad(part, k, xp, block, name, _held(block, xp, dz, workspace, "input", name))
+
         return input_grad_by_slabs(dz, kernel, xp, geometry, slabs, whole)
 
     return _run("input", method, passes, geometry, xp, dz, by_slabs)
@@ -404,10 +417,13 @@ def weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometry, meth
     }
 
     def by_slabs(name: Method) -> Array | None:
-        slabs = _slabs_of(geometry, xp, x, workspace, geometry.output_size[0])
+        slabs = _slabs_of(geometry, xp, x, workspace, "weight", name)
         if slabs is None:
             return None
-        whole = lambda grads, part, block: weight_grad(grads, part, xp, block, name, _held(block, xp, x, workspace))  # noqa: E731
+
+        def whole(grads: Array, part: Array, block: ConvGeometry) -> Array:
+            return weight_grad(grads, part, xp, block, name, _held(block, xp, x, workspace, "weight", name))
+
         return weight_grad_by_slabs(dz, x, geometry, slabs, whole)
 
     return _run("weight", method, passes, geometry, xp, x, by_slabs)
