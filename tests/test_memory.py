@@ -110,6 +110,7 @@ def test_one_large_sample_holds_about_the_workspace() -> None:
 TILED_TAPS = {
     "1-D, stride 2, same": ((2, 1, 41), (1, 1, 5), dict(padding="same", stride=2)),
     "2-D, dilation, pads": ((2, 1, 23, 9), (1, 1, 3, 3), dict(padding=((2, 1), (0, 3)), dilation=(2, 1))),
+    "2-D, 7x7 (49 taps), stride 2": ((1, 1, 17, 15), (1, 1, 7, 7), dict(padding=3, stride=(2, 1))),
     "3-D, stride and dilation": (
         (1, 1, 13, 7, 6), (1, 1, 3, 2, 3), dict(padding=1, stride=(3, 1, 2), dilation=(1, 2, 1)),
     ),
@@ -124,6 +125,12 @@ def test_one_channel_taps_in_tiles(eager_xp, monkeypatch: pytest.MonkeyPatch, na
     from helpers import Gradients, asarray, assert_close, explicit_pads, installed, loop_reference, torch_reference
 
     monkeypatch.setattr("xpconv._contract.TAP_TILE_BYTES", 16)
+    monkeypatch.setattr("xpconv._contract.TAPS_FROM_COLUMN_BYTES", 0)  # 49 taps go by taps, however small
+    from xpconv import _contract
+
+    tiles = []
+    tap_sum = _contract._tap_sum
+    monkeypatch.setattr(_contract, "_tap_sum", lambda *args: tiles.append(1) or tap_sum(*args))
     shape, kernel_shape, params = TILED_TAPS[name]
     rng = np.random.default_rng(len(name))
     x, kernel = rng.standard_normal(shape), rng.standard_normal(kernel_shape)
@@ -142,6 +149,7 @@ def test_one_channel_taps_in_tiles(eager_xp, monkeypatch: pytest.MonkeyPatch, na
     assert_close(xpconv.conv(x_, kernel_, **options), expected.z, xp=eager_xp, what="z")
     dx = xpconv.conv_input_grad(dz_, kernel_, shape, **options)
     assert_close(dx, expected.dx, xp=eager_xp, what="dx")
+    assert len(tiles) > 2, tiles  # the forward went tap by tap, in tiles
 
 
 @pytest.mark.parametrize(("method", "slabbed"), [("direct", False), ("dilate", True)])

@@ -280,7 +280,9 @@ def _sample_need(geometry: ConvGeometry, xp: Namespace, like: Array, kind: str, 
     256 MiB 7.3 s)."""
     size = itemsize(xp, like.dtype)
     correlates = kind == "forward" or (kind == "input" and method == "dilate")
-    if correlates and by_taps(geometry.in_channels, geometry.out_channels, geometry.kernel_size, xp, like.dtype):
+    positions = math.prod(geometry.input_size if kind == "input" else geometry.output_size)
+    channels, filters, taps = geometry.in_channels, geometry.out_channels, geometry.kernel_size
+    if correlates and by_taps(channels, filters, taps, positions, xp, like.dtype):
         return 3 * max(math.prod(geometry.padded_size), math.prod(geometry.output_size)) * size
     return column_bytes(geometry, size, kind, method)
 
