@@ -83,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for JSON and Markdown")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("benchmarks/results"),
+        help="folder for JSON and Markdown (a suite: cpu.md, cpu-large.md, ...; --layers: cpu-layers.md)",
+    )
     parser.add_argument("--plot", metavar="PATH", help="also draw the forward+backward times as a PNG")
     parser.add_argument("--from-json", type=Path, metavar="FILE", help="plot or print an earlier run instead of timing")
     parser.add_argument("--sweep", action="store_true", help="time a 3x3 layer against batch size and image size")
@@ -151,7 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.device if args.suite == "classic" or args.layers else f"{args.device}-{args.suite}"
+    # a chosen few layers get a file of their own: the suites' tables stay as they were measured
+    stem = (
+        f"{args.device}-layers"
+        if args.layers
+        else args.device
+        if args.suite == "classic"
+        else f"{args.device}-{args.suite}"
+    )
     (args.out / f"{stem}.md").write_text(text)
     payload = {"command": command, "machine": machine, "rows": [asdict(r) for r in rows], "summary": summary(rows)}
     (args.out / f"{stem}.json").write_text(json.dumps(payload, indent=1))
