@@ -135,10 +135,10 @@ def _one_channel_by_taps(x: Array, kernel: Array, xp: Namespace, windows: Window
     """
     padded = pad_or_crop(x, xp, windows.pads)
     out = windows.out
-    row_bytes = x.shape[0] * math.prod(out[1:]) * itemsize(xp, x.dtype)
-    per_tile = min(out[0], max(1, TAP_TILE_BYTES // max(row_bytes, 1)))
     if not on_cpu(x, xp):  # one pass per tap, the device's temporaries
         return _tap_sum(padded, kernel, xp, windows, out, None)
+    row_bytes = x.shape[0] * math.prod(out[1:]) * itemsize(xp, x.dtype)
+    per_tile = min(out[0], max(1, TAP_TILE_BYTES // max(row_bytes, 1)))
     dtype = xp.result_type(x.dtype, kernel.dtype)
     scratch = xp.empty((x.shape[0], 1, per_tile, *out[1:]), dtype=dtype, device=device_of(x))
     if per_tile == out[0]:

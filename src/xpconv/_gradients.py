@@ -294,8 +294,7 @@ def _slabs_of(
     if geometry.ndim == 0 or is_dask_namespace(xp):
         return None
     rows = geometry.input_size[0] if kind == "input" else geometry.output_size[0]
-    need = _sample_need(geometry, xp, like, kind, method)
-    return slab_ranges(geometry, itemsize(xp, like.dtype), workspace, rows, need)
+    return slab_ranges(geometry, workspace, rows, _sample_need(geometry, xp, like, kind, method))
 
 
 @over_dask_chunks(batch=("x",), shared=("kernel", "bias"), spatial="forward")

@@ -26,32 +26,27 @@ __all__ = ["column_bytes", "forward_by_slabs", "input_grad_by_slabs", "slab_rang
 Pass = Callable[..., Array]
 
 
-def column_bytes(geometry: ConvGeometry, itemsize: int, kind: str = "", method: str = "") -> int:
+def column_bytes(geometry: ConvGeometry, itemsize: int, kind: str, method: str) -> int:
     """One sample's column matrix in the pass ``kind`` (``"forward"``, ``"input"``, ``"weight"``) by
-    ``method`` (``"direct"``, ``"dilate"``): what the pass's batch loop counts per sample
-    (``_contract``'s ``sample_bytes``). Without both, an upper bound of any pass:
-    ``max(C, F) * prod(k)`` values per output or input position, whichever are more.
+    ``method`` (``"direct"``, ``"dilate"``; the forward's ``"dilate"`` is its ``"direct"``): what the
+    pass's batch loop counts per sample (``_contract``'s ``sample_bytes``).
 
     Counted per pass, a strided filterbank's direct dX holds ``C * prod(k)`` values per output (80
-    filters of 251 taps at stride 10 over 16,000 samples: 1.6 MB); the bound said 1.3 GB, and the pass
-    went by slabs, 80 ms against 12 ms whole."""
-    channels, filters, taps = geometry.in_channels, geometry.out_channels, math.prod(geometry.kernel_size)
-    outputs, inputs = math.prod(geometry.output_size), math.prod(geometry.input_size)
-    if method == "dilate" and kind == "input":  # the dilated dz's windows, one per input
-        return filters * taps * inputs * itemsize
-    if method == "dilate" and kind == "weight":  # windows of x the size of the dilated dz, one per tap
+    filters of 251 taps at stride 10 over 16,000 samples: 1.6 MB); a bound of every pass said 1.3 GB,
+    and the pass went by slabs, 80 ms against 12 ms whole."""
+    channels, taps = geometry.in_channels, math.prod(geometry.kernel_size)
+    outputs = math.prod(geometry.output_size)
+    if kind == "input" and method == "dilate":  # the dilated dz's windows, one per input
+        return geometry.out_channels * taps * math.prod(geometry.input_size) * itemsize
+    if kind == "input":  # the columns K^T dz and the padded result
+        return channels * (taps * outputs + math.prod(geometry.padded_size)) * itemsize
+    if kind == "weight" and method == "dilate":  # windows of x the size of the dilated dz, one per tap
         dilated = math.prod((o - 1) * s + 1 if o else 0 for o, s in zip(geometry.output_size, geometry.stride))
         return channels * dilated * taps * itemsize
-    if kind == "input" and method == "direct":  # the columns K^T dz and the padded result
-        return channels * (taps * outputs + math.prod(geometry.padded_size)) * itemsize
-    if kind in ("forward", "weight") and method in ("direct", "dilate"):  # x's windows, one per output
-        return channels * taps * outputs * itemsize
-    return max(channels, filters) * taps * max(outputs, inputs) * itemsize
+    return channels * taps * outputs * itemsize  # x's windows, one per output
 
 
-def slab_ranges(
-    geometry: ConvGeometry, itemsize: int, workspace: int, rows: int, need: int
-) -> list[tuple[int, int]] | None:
+def slab_ranges(geometry: ConvGeometry, workspace: int, rows: int, need: int) -> list[tuple[int, int]] | None:
     """Ranges of ``rows`` (the first spatial axis' outputs or inputs) whose temporaries fit
     ``workspace``, ``need`` bytes per sample (its column matrix, :func:`column_bytes`); None where one
     sample's fit, or it has one row."""
