@@ -120,6 +120,15 @@ def test_small_workspaces_take_batch_chunks_and_frequency_blocks(eager_xp, dtype
         assert 1 < max(sizes) < 6, sizes  # ...and of several
 
 
+@pytest.mark.parametrize("workspace", [None, 40_000])
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_products_padded_off_a_power_of_two_stride(eager_xp, dtype, workspace) -> None:
+    """16 channels into 16 filters: the per-frequency products of the forward and dX carry one unused
+    column (:func:`_fft._stride_pad`), whole and in blocks of frequencies; the numbers stay torch's."""
+    assert _fft._stride_pad(groups=1, outer=16) == 1 and _fft._stride_pad(groups=2, outer=16) == 0
+    check(eager_xp, (3, 16, 12, 11), (16, 16, 5, 4), dtype, workspace_bytes=workspace, padding="same")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "complex64"])
 def test_the_float32_bound_on_large_kernels(dtype) -> None:
     """Single precision: within 2e-6 of torch autograd in float64, relative to the largest value,

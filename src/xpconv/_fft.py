@@ -402,20 +402,33 @@ def _per_frequency(
     ``kernel`` laid out ``(*k, g, inner, outer)``. The kernel's spectrum is made once when it fits the
     workspace, else per block of frequencies (and per call)."""
     groups = kernel.shape[plan.geometry.ndim]
-    kernel_bytes = plan.spectrum_bytes(groups * inner * outer, xp, kernel.dtype)
+    pad = _stride_pad(groups, outer)
+    if pad:
+        zeros = xp.zeros((*kernel.shape[:-1], pad), dtype=kernel.dtype, device=device_of(kernel))
+        kernel = xp.concat([kernel, zeros], axis=-1)
+    kernel_bytes = plan.spectrum_bytes(groups * inner * (outer + pad), xp, kernel.dtype)
     blocks = _frequency_blocks(plan, kernel_bytes, workspace)
     if len(blocks) == 1:
         whole = tap_spectrum(kernel, xp, plan, positions, first=0)
-        return lambda spectra: xp.matmul(spectra, whole)
+        return lambda spectra: xp.matmul(spectra, whole)[..., :outer]
 
     def blockwise(spectra: Array) -> Array:
-        result = xp.empty((*spectra.shape[:-1], outer), dtype=spectra.dtype, device=device_of(spectra))
+        result = xp.empty((*spectra.shape[:-1], outer + pad), dtype=spectra.dtype, device=device_of(spectra))
         for rows in blocks:
             block = tap_spectrum(kernel, xp, plan, positions, first=0, rows=rows)
             result = set_into(result, xp, (rows, ...), xp.matmul(spectra[rows, ...], block))
-        return result
+        return result[..., :outer]
 
     return blockwise
+
+
+def _stride_pad(groups: int, outer: int) -> int:
+    """Unused columns (0 or 1) after each row of ``outer`` products per frequency, so that frequencies
+    do not lie a multiple of 2 KiB apart: the inverse transform reads the products across frequencies,
+    and at such a stride every read falls in the same few cache sets. Measured (NumPy, 8 x 32 products
+    at 72x37 frequencies, complex64): their inverse 10.2-10.7 ms, 8.6-8.7 ms with 33 columns.
+    A padded row cannot merge with the next group's, so one group only."""
+    return 1 if groups == 1 and outer >= 16 and outer % 16 == 0 else 0
 
 
 def _to_frequency_major(spectra: Array, xp: Namespace, groups: int, *, samples_last: bool = False) -> Array:
@@ -446,7 +459,9 @@ def _kernel_by_group(kernel: Array, xp: Namespace, geometry: ConvGeometry, *, sw
     filters, per_group = kernel.shape[0], kernel.shape[1]
     grouped = xp.reshape(kernel, (groups, filters // groups, per_group, *geometry.kernel_size))
     order = (0, 1, 2) if swap else (0, 2, 1)
-    return xp.permute_dims(grouped, (*range(3, 3 + ndim), *order))
+    moved = xp.permute_dims(grouped, (*range(3, 3 + ndim), *order))
+    # copied in this order: the spectrum's matrix products on the permuted view took 3x as long
+    return xp.reshape(xp.reshape(moved, (-1,)), moved.shape)
 
 
 def _elementwise(geometry: ConvGeometry) -> bool:
@@ -670,15 +685,18 @@ def fft_backward(
     plan = FFTPlan.of(geometry, xp.isdtype(x.dtype, "real floating"))
     if x.shape[0] == 0 or _empty_result(geometry) or blocks_pay(geometry):
         return fft_input_grad(dz, kernel, xp, geometry, workspace), fft_weight_grad(dz, x, xp, geometry, workspace)
-    product, reads = _input_grad_product(kernel, xp, plan, workspace), _input_grad_reads(geometry)
+    reads = _input_grad_reads(geometry)
     blocks = _weight_grad_blocks(plan, xp, x, workspace)
     dkernel: list[Array] = []  # each chunk's share, summed below
+    products: list[Callable[[Array], Array]] = []
 
     def chunk(dz_part: Array, x_part: Array) -> Array:
         grads = spectrum(dz_part, xp, plan, step=geometry.stride)
         share = _weight_grad_taps(grads, spectrum(x_part, xp, plan, flip=True), xp, plan, blocks)
         dkernel[:] = [share if not dkernel else dkernel[0] + share]
-        return inverse(product(grads), xp, plan)[(..., *reads)]
+        # the kernel's spectrum is made once dK's temporaries are gone: the two never share the memory
+        products[:] = products or [_input_grad_product(kernel, xp, plan, workspace)]
+        return inverse(products[0](grads), xp, plan)[(..., *reads)]
 
     channels, filters = geometry.in_channels, geometry.out_channels
     sample_bytes = plan.sample_bytes(2 * channels + filters, 4 * channels + 3 * filters, xp, x.dtype)
