@@ -49,9 +49,11 @@ FLOATING = ("real floating", "complex floating")
 __all__ = [
     "CPU_CHUNK_BYTES",
     "Windows",
+    "columns_bytes",
     "contract_weights",
     "correlate",
     "over_batch",
+    "scatter_bytes",
     "scatter_windows",
 ]
 
@@ -111,6 +113,17 @@ class Windows:
     groups: int
     out: tuple[int, ...]
     pads: tuple[tuple[int, int], ...]
+
+
+def columns_bytes(channels: int, taps: int, positions: int, itemsize: int) -> int:
+    """One sample's column matrix, ``channels * taps`` rows of ``positions``: what :func:`correlate`
+    and :func:`contract_weights` hold per sample (``_slabs`` sizes its slabs by the same count)."""
+    return channels * taps * positions * itemsize
+
+
+def scatter_bytes(channels: int, taps: int, outputs: int, padded: int, itemsize: int) -> int:
+    """One sample's temporaries in :func:`scatter_windows`: its columns and the padded result."""
+    return columns_bytes(channels, taps, outputs, itemsize) + channels * padded * itemsize
 
 
 def by_taps(
@@ -198,7 +211,7 @@ def correlate(x: Array, kernel: Array, xp: Namespace, windows: Windows, workspac
         columns = xp.reshape(xp.permute_dims(view, to_columns), (rows, groups, per_group, math.prod(out)))
         return xp.reshape(xp.matmul(weights, columns), (rows, filters, *out))
 
-    sample_bytes = channels * math.prod(ksize) * math.prod(out) * itemsize(xp, x.dtype)
+    sample_bytes = columns_bytes(channels, math.prod(ksize), math.prod(out), itemsize(xp, x.dtype))
     return over_batch(chunk, [x], xp, sample_bytes=sample_bytes, workspace=workspace)
 
 
@@ -239,7 +252,7 @@ def contract_weights(
         grads = xp.reshape(xp.permute_dims(dz_part, dz_to_rows), (groups, filters // groups, -1))
         return xp.matmul(grads, xp.matrix_transpose(columns))
 
-    sample_bytes = channels * math.prod(window) * math.prod(out) * itemsize(xp, x.dtype)
+    sample_bytes = columns_bytes(channels, math.prod(window), math.prod(out), itemsize(xp, x.dtype))
     total = over_batch(chunk, [dz, x], xp, sample_bytes=sample_bytes, workspace=workspace, combine="sum")
     return xp.reshape(total, (filters, channels // groups, *kernel_size))
 
@@ -281,5 +294,7 @@ def scatter_windows(
             )
         return padded[(slice(None), slice(None), *crop)]
 
-    sample_bytes = channels * (math.prod(ksize) * math.prod(out) + math.prod(padded_size)) * itemsize(xp, dz.dtype)
+    sample_bytes = scatter_bytes(
+        channels, math.prod(ksize), math.prod(out), math.prod(padded_size), itemsize(xp, dz.dtype)
+    )
     return over_batch(chunk, [dz], xp, sample_bytes=sample_bytes, workspace=workspace)

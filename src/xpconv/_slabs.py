@@ -18,6 +18,7 @@ from dataclasses import replace
 from array_api_compat import device as device_of
 
 from ._backends import set_into
+from ._contract import columns_bytes, scatter_bytes
 from ._geometry import ConvGeometry, block_geometry, outputs_reaching
 from .typing import Array, Namespace
 
@@ -29,7 +30,7 @@ Pass = Callable[..., Array]
 def column_bytes(geometry: ConvGeometry, itemsize: int, kind: str, method: str) -> int:
     """One sample's column matrix in the pass ``kind`` (``"forward"``, ``"input"``, ``"weight"``) by
     ``method`` (``"direct"``, ``"dilate"``; the forward's ``"dilate"`` is its ``"direct"``): what the
-    pass's batch loop counts per sample (``_contract``'s ``sample_bytes``).
+    pass's batch loop counts per sample (``_contract.columns_bytes``, ``_contract.scatter_bytes``).
 
     Counted per pass, a strided filterbank's direct dX holds ``C * prod(k)`` values per output (80
     filters of 251 taps at stride 10 over 16,000 samples: 1.6 MB); a bound of every pass said 1.3 GB,
@@ -37,13 +38,13 @@ def column_bytes(geometry: ConvGeometry, itemsize: int, kind: str, method: str) 
     channels, taps = geometry.in_channels, math.prod(geometry.kernel_size)
     outputs = math.prod(geometry.output_size)
     if kind == "input" and method == "dilate":  # the dilated dz's windows, one per input
-        return geometry.out_channels * taps * math.prod(geometry.input_size) * itemsize
+        return columns_bytes(geometry.out_channels, taps, math.prod(geometry.input_size), itemsize)
     if kind == "input":  # the columns K^T dz and the padded result
-        return channels * (taps * outputs + math.prod(geometry.padded_size)) * itemsize
+        return scatter_bytes(channels, taps, outputs, math.prod(geometry.padded_size), itemsize)
     if kind == "weight" and method == "dilate":  # windows of x the size of the dilated dz, one per tap
         dilated = math.prod((o - 1) * s + 1 if o else 0 for o, s in zip(geometry.output_size, geometry.stride))
-        return channels * dilated * taps * itemsize
-    return channels * taps * outputs * itemsize  # x's windows, one per output
+        return columns_bytes(channels, dilated, taps, itemsize)
+    return columns_bytes(channels, taps, outputs, itemsize)  # x's windows, one per output
 
 
 def slab_ranges(geometry: ConvGeometry, workspace: int, rows: int, need: int) -> list[tuple[int, int]] | None:
