@@ -499,18 +499,25 @@ def _whole_forward(x: Array, kernel: Array, xp: Namespace, geometry: ConvGeometr
             z = spectra[:, :, None, ...] * weights
             return xp.reshape(z, (spectra.shape[0], filters, *z.shape[3:]))
     else:
-        by_frequency = _per_frequency(
-            _kernel_by_group(kernel, xp, geometry, swap=False),
-            xp,
-            plan,
-            plan.forward_taps(),
-            inner=geometry.in_channels // groups,
-            outer=filters // groups,
-            workspace=workspace,
-        )
+        made: list[Callable[[Array], Array]] = []
 
         def product(spectra: Array) -> Array:
-            return _to_channels_first(by_frequency(_to_frequency_major(spectra, xp, groups)), xp)
+            moved = _to_frequency_major(spectra, xp, groups)
+            # the kernel's spectrum is made once, after the first chunk's spectra, not before: dense13x13's
+            # forward then peaks at 32 MiB, not 37, which in a fresh process stays below where glibc
+            # hands the freed memory back to the system (4,400 page faults a call before, 46-48 ms; 26-29)
+            made[:] = made or [
+                _per_frequency(
+                    _kernel_by_group(kernel, xp, geometry, swap=False),
+                    xp,
+                    plan,
+                    plan.forward_taps(),
+                    inner=geometry.in_channels // groups,
+                    outer=filters // groups,
+                    workspace=workspace,
+                )
+            ]
+            return _to_channels_first(made[0](moved), xp)
 
     def chunk(x_part: Array) -> Array:
         y = inverse(product(spectrum(x_part, xp, plan)), xp, plan)
@@ -553,9 +560,11 @@ def _input_grad_reads(geometry: ConvGeometry) -> tuple[slice, ...]:
     return tuple(slice(before, before + n) for (before, _), n in zip(geometry.pads, geometry.input_size))
 
 
-def _weight_grad_taps(grads: Array, inputs: Array, xp: Namespace, plan: FFTPlan, blocks: list[slice]) -> Array:
+def _weight_grad_taps(grads: Array, x: Array, xp: Namespace, plan: FFTPlan, blocks: list[slice]) -> Array:
     """dK ``(F, C // g, *k)`` of one batch chunk from the spectra of its dilated dz ``(n, F, *freq)``
-    and its flipped x ``(n, C, *freq)``: summed over the chunk per frequency, read at each tap."""
+    and of its ``x`` ``(n, C, *n)`` flipped: summed over the chunk per frequency, read at each tap.
+    x's spectrum is made here so that it can be freed once copied to frequency-major order."""
+    inputs = spectrum(x, xp, plan, flip=True)
     geometry = plan.geometry
     groups, filters, ndim = geometry.groups, geometry.out_channels, geometry.ndim
     reads = plan.weight_grad_reads()
@@ -569,6 +578,7 @@ def _weight_grad_taps(grads: Array, inputs: Array, xp: Namespace, plan: FFTPlan,
     # (*freq, g, F // g, n) @ (*freq, g, n, C // g), summed block by block into the taps
     grads_t = _to_frequency_major(grads, xp, groups, samples_last=True)
     inputs_t = _to_frequency_major(inputs, xp, groups)
+    del inputs
     taps = None
     for rows in blocks:
         left, right = grads_t[rows, ...], inputs_t[rows, ...]
@@ -661,7 +671,7 @@ def _whole_weight_grad(dz: Array, x: Array, xp: Namespace, geometry: ConvGeometr
 
     def chunk(dz_part: Array, x_part: Array) -> Array:
         grads = spectrum(dz_part, xp, plan, step=geometry.stride)
-        return _weight_grad_taps(grads, spectrum(x_part, xp, plan, flip=True), xp, plan, blocks)
+        return _weight_grad_taps(grads, x_part, xp, plan, blocks)
 
     channels, filters = geometry.in_channels, geometry.out_channels
     sample_bytes = plan.sample_bytes(channels + filters, 2 * (channels + filters), xp, x.dtype)
@@ -692,7 +702,7 @@ def fft_backward(
 
     def chunk(dz_part: Array, x_part: Array) -> Array:
         grads = spectrum(dz_part, xp, plan, step=geometry.stride)
-        share = _weight_grad_taps(grads, spectrum(x_part, xp, plan, flip=True), xp, plan, blocks)
+        share = _weight_grad_taps(grads, x_part, xp, plan, blocks)
         dkernel[:] = [share if not dkernel else dkernel[0] + share]
         # the kernel's spectrum is made once dK's temporaries are gone: the two never share the memory
         products[:] = products or [_input_grad_product(kernel, xp, plan, workspace)]
