@@ -464,6 +464,24 @@ def _kernel_by_group(kernel: Array, xp: Namespace, geometry: ConvGeometry, *, sw
     return xp.reshape(xp.reshape(moved, (-1,)), moved.shape)
 
 
+def _dense_product(
+    kernel: Array, xp: Namespace, plan: FFTPlan, workspace: int, *, input_grad: bool
+) -> Callable[[Array], Array]:
+    """:func:`_per_frequency` with the kernel of the forward (``C // g -> F // g`` per group, the
+    taps flipped) or of dX (``F // g -> C // g``, the taps as they are)."""
+    geometry = plan.geometry
+    channels, filters = geometry.in_channels // geometry.groups, geometry.out_channels // geometry.groups
+    return _per_frequency(
+        _kernel_by_group(kernel, xp, geometry, swap=input_grad),
+        xp,
+        plan,
+        plan.input_grad_taps() if input_grad else plan.forward_taps(),
+        inner=filters if input_grad else channels,
+        outer=channels if input_grad else filters,
+        workspace=workspace,
+    )
+
+
 def _elementwise(geometry: ConvGeometry) -> bool:
     """One input channel per group (depthwise): the per-frequency products are elementwise."""
     return geometry.in_channels == geometry.groups
@@ -506,17 +524,7 @@ def _whole_forward(x: Array, kernel: Array, xp: Namespace, geometry: ConvGeometr
             # the kernel's spectrum is made once, after the first chunk's spectra, not before: dense13x13's
             # forward then peaks at 32 MiB, not 37, which in a fresh process stays below where glibc
             # hands the freed memory back to the system (4,400 page faults a call before, 46-48 ms; 26-29)
-            made[:] = made or [
-                _per_frequency(
-                    _kernel_by_group(kernel, xp, geometry, swap=False),
-                    xp,
-                    plan,
-                    plan.forward_taps(),
-                    inner=geometry.in_channels // groups,
-                    outer=filters // groups,
-                    workspace=workspace,
-                )
-            ]
+            made[:] = made or [_dense_product(kernel, xp, plan, workspace, input_grad=False)]
             return _to_channels_first(made[0](moved), xp)
 
     def chunk(x_part: Array) -> Array:
@@ -532,7 +540,7 @@ def _whole_forward(x: Array, kernel: Array, xp: Namespace, geometry: ConvGeometr
 def _input_grad_product(kernel: Array, xp: Namespace, plan: FFTPlan, workspace: int) -> Callable[[Array], Array]:
     """dz's spectra ``(n, F, *freq)`` -> dX's ``(n, C, *freq)``: the product with the kernel's spectrum."""
     geometry = plan.geometry
-    groups, channels = geometry.groups, geometry.in_channels
+    groups = geometry.groups
     if _elementwise(geometry):
         multiplier = geometry.out_channels // groups
         flat = xp.reshape(kernel, (groups, multiplier, *geometry.kernel_size))
@@ -543,15 +551,7 @@ def _input_grad_product(kernel: Array, xp: Namespace, plan: FFTPlan, workspace: 
             return xp.sum(grouped * weights, axis=2)
 
         return elementwise
-    by_frequency = _per_frequency(
-        _kernel_by_group(kernel, xp, geometry, swap=True),
-        xp,
-        plan,
-        plan.input_grad_taps(),
-        inner=geometry.out_channels // groups,
-        outer=channels // groups,
-        workspace=workspace,
-    )
+    by_frequency = _dense_product(kernel, xp, plan, workspace, input_grad=True)
     return lambda spectra: _to_channels_first(by_frequency(_to_frequency_major(spectra, xp, groups)), xp)
 
 
