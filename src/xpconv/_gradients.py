@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, cast
 
 from array_api_compat import is_dask_namespace, is_jax_namespace, is_torch_namespace
@@ -145,6 +146,24 @@ def fft_pays(geometry: ConvGeometry, grad: str, model: CostModel = DEFAULT_MODEL
     return fft_advantage(geometry, transform_weight=model.transform_weight) > model.fft_margin
 
 
+# One channel into one filter (an image, a signal, a volume) on arrays other than torch's and JAX's:
+# the column matrix is a matrix-vector product and the forward goes tap by tap, neither at the matrix
+# product's speed the estimate assumes, so the FFT wins from a smaller estimated advantage: the margin
+# is divided by this. Fitted on NumPy (float32, "same", 1 and 4 images of 128^2-1024^2, 5x5-11x11):
+# the estimate said 0.99-1.68 for 7x7, where the FFT's forward was 1.4-1.8x faster than the column
+# matrix (dK 1.5-2.8x), and 0.51-0.86 for 5x5, where the two were level (0.75-1.17). On torch the
+# choice is against oneDNN too, which wins on small single images (128^2 7x7: 0.69 ms against the
+# FFT's 1.06) and loses by 3-4x on large ones: not fitted, torch keeps the plain margin. dK's column
+# matrix (a one-row product over every output) fares worse still: on the same images it lost to the
+# FFT wherever the estimate said 0.53 or more (5x5: 1.1-1.8x), hence its own, larger relief.
+SINGLE_CHANNEL_RELIEF = 1.7
+SINGLE_CHANNEL_WEIGHT_RELIEF = 3.0
+
+
+def _single_channel(geometry: ConvGeometry) -> bool:
+    return geometry.in_channels == 1 and geometry.out_channels == 1
+
+
 def fft_advantage(
     geometry: ConvGeometry, *, kernel_spectrum: bool = True, transform_weight: float = DEFAULT_MODEL.transform_weight
 ) -> float:
@@ -215,6 +234,9 @@ def _remembered_rule(
 def rule_pick(grad: str, geometry: ConvGeometry, applicable: tuple[str, ...], library: str, model: CostModel) -> str:
     """The method ``"auto"`` takes for a pass among ``applicable`` ones, without autotuning, on arrays
     of ``library`` (``"torch"``, ``"jax"`` or ``"other"``) with ``model``'s constants."""
+    if library == "other" and _single_channel(geometry):
+        relief = SINGLE_CHANNEL_WEIGHT_RELIEF if grad == "weight" else SINGLE_CHANNEL_RELIEF
+        model = replace(model, fft_margin=model.fft_margin / relief)
     own = _own_rule(grad, geometry, list(applicable), model)
     if "native" in applicable:
         advantage = fft_advantage(geometry, transform_weight=model.transform_weight)
