@@ -108,8 +108,8 @@ def test_small_workspaces_take_batch_chunks_and_frequency_blocks(eager_xp, dtype
     plan = _fft.FFTPlan.of(geometry, real=dtype == "float64")
     workspace = 40_000
     kernel_bytes = plan.spectrum_bytes(8 * 4, np, np.dtype(dtype))
-    blocks = _fft._frequency_blocks(plan, kernel_bytes, workspace)
-    assert len(blocks) >= 3 and blocks[0].start == 0 and blocks[-1].stop == plan.frequencies[0]
+    blocks = _fft._frequency_blocks(plan, kernel_bytes, _fft._share(workspace))
+    assert len(blocks) >= 3 and blocks[0].start == 0 and blocks[-1].stop == plan.frequencies[-1]
     sizes = count_chunks(monkeypatch)
     check(eager_xp, shape, kernel_shape, dtype, workspace_bytes=workspace, **params)
     if "dask" not in eager_xp.__name__:  # Dask's chunks are its own (each then runs as one batch)
@@ -185,8 +185,8 @@ def test_tap_spectra_by_the_fft_of_the_zero_filled_taps(eager_xp, name, dtype, c
 
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
 def test_tap_spectra_by_the_fft_in_frequency_blocks(eager_xp, dtype, monkeypatch) -> None:
-    """A workspace that splits the kernel's spectrum and dK's products into blocks of the first
-    axis' frequencies, with that axis transformed by the FFT."""
+    """A workspace that splits the kernel's spectrum and dK's products into blocks of the last
+    axis' frequencies, with every axis transformed by the FFT."""
     monkeypatch.setattr(_fft, "dft_by_fft", lambda length, frequencies, taps, columns: True)
     check(eager_xp, (3, 4, 12, 10), (6, 2, 5, 3), dtype, workspace_bytes=20_000, padding="same", groups=2)
 

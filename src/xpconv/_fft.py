@@ -299,15 +299,18 @@ def _pruned_dft(
     plan: FFTPlan,
     positions: Sequence[Sequence[int]],
     first: int,
-    rows: slice | None,
+    block: slice | None,
     inverse: bool,
 ) -> Array:
     """The DFT of taps at ``positions`` along the axes of ``a`` from ``first`` on (or its inverse, read
     at ``positions``), the smaller arrays first (forward: the last axis first, as the arrays grow from
-    k to L; inverse: the first axis first, as they shrink); ``rows`` restricts the first axis'
-    frequencies. Each axis goes by the matrices of :func:`_dft_matrix` or by an FFT, whichever
-    :func:`dft_by_fft` finds cheaper; a real plan's last axis (half the frequencies) comes first in
-    the forward direction, while ``a`` is real, and last in the inverse, whose result it makes real."""
+    k to L; inverse: the first axis first, as they shrink); ``block`` restricts the last axis'
+    frequencies to a block of them (forward: their spectrum; inverse: the share of the values they
+    make, the shares of all blocks summing to the values). Splitting the last axis repeats no work:
+    in either direction it is transformed on the block alone. Each axis goes by the matrices of
+    :func:`_dft_matrix` or by an FFT, whichever :func:`dft_by_fft` finds cheaper; a real plan's last
+    axis (half the frequencies) comes first in the forward direction, while ``a`` is real, and last in
+    the inverse, whose result it makes real."""
     ndim = len(plan.lengths)
     for axis in range(ndim) if inverse else reversed(range(ndim)):
         half = plan.real and axis == ndim - 1
@@ -315,23 +318,23 @@ def _pruned_dft(
         columns = math.prod(a.shape) // max(a.shape[first + axis], 1)
         if dft_by_fft(length, plan.frequencies[axis], taps, columns):
             if inverse:
-                if axis == 0 and rows is not None:
-                    shape = tuple(plan.frequencies[0] if i == first else size for i, size in enumerate(a.shape))
+                if axis == ndim - 1 and block is not None:
+                    shape = tuple(plan.frequencies[axis] if i == first + axis else n for i, n in enumerate(a.shape))
                     embedded = xp.zeros(shape, dtype=a.dtype, device=device_of(a))
-                    a = set_into(embedded, xp, _index(a.ndim, first, rows), a)
+                    a = set_into(embedded, xp, _index(a.ndim, first + axis, block), a)
                 a = _values_at(a, xp, length, positions[axis], first + axis, half)
             else:
                 a = a if half or xp.isdtype(a.dtype, "complex floating") else xp.astype(a, _complex_dtype(xp, a.dtype))
                 a = _placed_dft(a, xp, length, positions[axis], first + axis, half)
-                if axis == 0 and rows is not None:
-                    a = a[_index(a.ndim, first, rows)]
+                if axis == ndim - 1 and block is not None:
+                    a = a[_index(a.ndim, first + axis, block)]
             continue
         if not xp.isdtype(a.dtype, "complex floating"):
             a = xp.astype(a, _complex_dtype(xp, a.dtype))
         values = _dft_matrix(length, plan.frequencies[axis], tuple(positions[axis]), inverse, half)
         matrix = xp.asarray(values, dtype=a.dtype, device=device_of(a))
-        if axis == 0 and rows is not None:
-            matrix = matrix[:, rows] if inverse else matrix[rows, :]
+        if axis == ndim - 1 and block is not None:
+            matrix = matrix[:, block] if inverse else matrix[block, :]
         a = _along_axis(a, xp, matrix, first + axis)
     return a
 
@@ -343,14 +346,14 @@ def tap_spectrum(
     positions: Sequence[Sequence[int]],
     *,
     first: int,
-    rows: slice | None = None,
+    block: slice | None = None,
 ) -> Array:
     """The spectrum of a few taps placed at ``positions`` (per axis) in arrays of the plan's lengths,
     by one matrix product per axis (a pruned DFT): the tap axes of ``taps``, from axis ``first`` on,
-    become frequency axes. ``rows`` keeps a block of the first axis' frequencies only."""
+    become frequency axes. ``block`` keeps a block of the last axis' frequencies only."""
     if not plan.real and not xp.isdtype(taps.dtype, "complex floating"):
         taps = xp.astype(taps, _complex_dtype(xp, taps.dtype))
-    return _pruned_dft(taps, xp, plan, positions, first, rows, inverse=False)
+    return _pruned_dft(taps, xp, plan, positions, first, block, inverse=False)
 
 
 def read_taps(
@@ -360,13 +363,13 @@ def read_taps(
     positions: Sequence[Sequence[int]],
     *,
     first: int,
-    rows: slice | None = None,
+    block: slice | None = None,
 ) -> Array:
     """The inverse of :func:`tap_spectrum`: the values at ``positions`` (per axis) of the inverse
     transform of ``spectra``, whose frequency axes start at axis ``first``; real for real plans.
-    With ``rows``, the spectra hold that block of the first axis' frequencies only, and the result
-    is its share."""
-    result = _pruned_dft(spectra, xp, plan, positions, first, rows, inverse=True)
+    With ``block``, the spectra hold that block of the last axis' frequencies only, and the result
+    is its share (the shares of all blocks sum to the whole)."""
+    result = _pruned_dft(spectra, xp, plan, positions, first, block, inverse=True)
     return xp.real(result) if plan.real and xp.isdtype(result.dtype, "complex floating") else result
 
 
@@ -379,13 +382,17 @@ def _share(workspace: int) -> int:
     return max(1, workspace // 2)
 
 
-def _frequency_blocks(plan: FFTPlan, kernel_bytes: int, workspace: int) -> list[slice]:
-    """Blocks of the first axis' frequencies whose share of a kernel-sized spectrum fits its half of
-    the workspace."""
-    first = plan.frequencies[0]
-    count = min(first, max(1, -(-kernel_bytes // _share(workspace))))
-    size = -(-first // count)
-    return [slice(start, min(start + size, first)) for start in range(0, first, size)]
+def _frequency_blocks(plan: FFTPlan, kernel_bytes: int, limit: int) -> list[slice]:
+    """Blocks of the last axis' frequencies whose share of a kernel-sized spectrum fits in ``limit`` bytes."""
+    last = plan.frequencies[-1]
+    count = min(last, max(1, -(-kernel_bytes // max(limit, 1))))
+    size = -(-last // count)
+    return [slice(start, min(start + size, last)) for start in range(0, last, size)]
+
+
+def _in_block(ndim: int, block: slice) -> tuple[object, ...]:
+    """The index of a block of the last frequency axis in frequency-major arrays ``(*freq, ...)``."""
+    return (*(slice(None),) * (ndim - 1), block, ...)
 
 
 def _per_frequency(
@@ -407,16 +414,17 @@ def _per_frequency(
         zeros = xp.zeros((*kernel.shape[:-1], pad), dtype=kernel.dtype, device=device_of(kernel))
         kernel = xp.concat([kernel, zeros], axis=-1)
     kernel_bytes = plan.spectrum_bytes(groups * inner * (outer + pad), xp, kernel.dtype)
-    blocks = _frequency_blocks(plan, kernel_bytes, workspace)
+    blocks = _frequency_blocks(plan, kernel_bytes, _share(workspace))
     if len(blocks) == 1:
         whole = tap_spectrum(kernel, xp, plan, positions, first=0)
         return lambda spectra: xp.matmul(spectra, whole)[..., :outer]
 
     def blockwise(spectra: Array) -> Array:
         result = xp.empty((*spectra.shape[:-1], outer + pad), dtype=spectra.dtype, device=device_of(spectra))
-        for rows in blocks:
-            block = tap_spectrum(kernel, xp, plan, positions, first=0, rows=rows)
-            result = set_into(result, xp, (rows, ...), xp.matmul(spectra[rows, ...], block))
+        for block in blocks:
+            weights = tap_spectrum(kernel, xp, plan, positions, first=0, block=block)
+            index = _in_block(plan.geometry.ndim, block)
+            result = set_into(result, xp, index, xp.matmul(spectra[index], weights))
         return result[..., :outer]
 
     return blockwise
@@ -580,12 +588,13 @@ def _weight_grad_taps(grads: Array, x: Array, xp: Namespace, plan: FFTPlan, bloc
     inputs_t = _to_frequency_major(inputs, xp, groups)
     del inputs
     taps = None
-    for rows in blocks:
-        left, right = grads_t[rows, ...], inputs_t[rows, ...]
+    for block in blocks:
+        index = _in_block(ndim, block)
+        left, right = grads_t[index], inputs_t[index]
         # a chunk of one sample makes outer products: a broadcast product, which NumPy computed in
         # a third of matmul's time (8 -> 8 channels at 144x144 frequencies: 7.9 ms against 2.5)
         products = left * right if left.shape[-1] == 1 else xp.matmul(left, right)
-        share = read_taps(products, xp, plan, reads, first=0, rows=None if len(blocks) == 1 else rows)
+        share = read_taps(products, xp, plan, reads, first=0, block=None if len(blocks) == 1 else block)
         taps = share if taps is None else taps + share
     # (*k, g, F // g, C // g) -> (F, C // g, *k)
     moved = xp.permute_dims(taps, (ndim, ndim + 1, ndim + 2, *range(ndim)))
@@ -604,15 +613,15 @@ def _one_sample_weight_grad_taps(
     left = xp.reshape(grads, (groups, geometry.out_channels // groups, 1, *frequencies))
     right = xp.reshape(inputs, (groups, 1, geometry.in_channels // groups, *frequencies))
     taps = None
-    for rows in blocks:
-        index = (slice(None), slice(None), slice(None), rows, ...)
+    for block in blocks:
+        index = (slice(None), slice(None), slice(None), *_in_block(geometry.ndim, block))
         share = read_taps(
             left[index] * right[index],
             xp,
             plan,
             plan.weight_grad_reads(),
             first=3,
-            rows=None if len(blocks) == 1 else rows,
+            block=None if len(blocks) == 1 else block,
         )
         taps = share if taps is None else taps + share
     assert taps is not None
@@ -623,7 +632,7 @@ def _weight_grad_blocks(plan: FFTPlan, xp: Namespace, like: Array, workspace: in
     """Blocks of frequencies for dK's ``(F, C // g)`` products per frequency, within the workspace."""
     geometry = plan.geometry
     pairs = geometry.out_channels * (geometry.in_channels // geometry.groups)
-    return _frequency_blocks(plan, plan.spectrum_bytes(pairs, xp, like.dtype), workspace)
+    return _frequency_blocks(plan, plan.spectrum_bytes(pairs, xp, like.dtype), _share(workspace))
 
 
 def _empty_result(geometry: ConvGeometry) -> bool:
