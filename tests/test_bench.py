@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from helpers import NUMPY, assert_close, to_numpy
@@ -81,6 +82,36 @@ def test_regret_table_of_the_held_out_set(tmp_path) -> None:
         assert row["fastest"] == min(own, key=own.__getitem__)
         assert row["regret"] == pytest.approx(row["seconds"]["auto"] / own[row["fastest"]])
     assert "## numpy: median" in (tmp_path / "regret.md").read_text()
+
+
+def test_regret_times_a_slow_first_call_again() -> None:
+    """A method whose first call builds what later calls reuse (oneDNN's primitive for a shape) is
+    timed again before it is called hopeless, and then with the others; one slow on every call is
+    timed twice and left out of the rounds."""
+    import time
+
+    from xpconv.tools import regret
+
+    calls = {"fast": 0, "warming": 0, "slow": 0}
+
+    def call(name: str, seconds: Callable[[int], float]) -> Callable[[], None]:
+        def run() -> None:
+            calls[name] += 1
+            time.sleep(seconds(calls[name]))
+
+        return run
+
+    timed = regret.time_methods(
+        {
+            "fast": call("fast", lambda n: 0.002),
+            "warming": call("warming", lambda n: 0.05 if n == 1 else 0.003),
+            "slow": call("slow", lambda n: 0.05),
+        },
+        rounds=3,
+    )
+    assert calls["slow"] == 2 and timed["slow"] >= 0.05
+    assert calls["warming"] > 2 and timed["warming"] < 0.05
+    assert calls["fast"] == calls["warming"] - 1
 
 
 def test_signals_suite_against_scipy(tmp_path) -> None:
