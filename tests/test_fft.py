@@ -224,11 +224,11 @@ CLEAR_WINNERS = [
 
 
 @pytest.mark.parametrize("size", [256, 1024])
-def test_one_channel_7x7_images_take_the_fft_on_numpy_and_keep_torch_rule(size) -> None:
+def test_one_channel_7x7_images_take_the_fft_on_numpy(size) -> None:
     """One image, one 7x7 filter: on NumPy the FFT (measured 1.4-1.8x faster than the column matrix
-    for the forward, 3x for dK at 1024^2; the estimate said 1.0-1.1, under the plain margin); torch
-    keeps the plain margin (oneDNN wins on small single images); 5x5's forward and dX stay the column
-    matrix, and so does its dK on 1024^2 (the estimate 0.51 under dK's relieved margin, 0.53)."""
+    for the forward, 3x for dK at 1024^2; the estimate said 1.0-1.1, under the plain margin); 5x5's
+    forward and dX stay the column matrix, and so does its dK on 1024^2 (the estimate 0.51 under dK's
+    relieved margin, 0.53)."""
     from xpconv import _gradients
     from xpconv._costs import DEFAULT_MODEL
 
@@ -241,10 +241,52 @@ def test_one_channel_7x7_images_take_the_fft_on_numpy_and_keep_torch_rule(size) 
         assert _gradients.rule_pick(grad, seven, own, "other", DEFAULT_MODEL) == "fft"
         if grad != "weight" or size == 1024:
             assert _gradients.rule_pick(grad, five, own, "other", DEFAULT_MODEL) != "fft"
-        # four channels keep the plain margin, and so does torch
+        # four channels keep the plain margin
         plain = _gradients._own_rule(grad, four_channels, list(own))
         assert _gradients.rule_pick(grad, four_channels, own, "other", DEFAULT_MODEL) == plain
-        assert _gradients.rule_pick(grad, seven, (*own, "native"), "torch", DEFAULT_MODEL) != "fft"
+
+
+# (x shape, kernel side, pass, torch's pick): one channel into one filter on torch, timed by every
+# method (torch 2.13, float32, 2 cores, "same", 2026-12-02); all but the first and last changed, each
+# pick 1.37-19x faster than the rule's before
+TORCH_ONE_CHANNEL = [
+    ((1, 1, 128, 128), 7, "forward", "native"),  # small, kept: oneDNN 0.45 ms, the FFT 0.70
+    ((1, 1, 1024, 1024), 5, "forward", "fft"),  # 10.4 ms, oneDNN 35
+    ((1, 1, 1024, 1024), 5, "input", "fft"),  # 8.5 ms, the column matrix's col2im 11.6
+    ((1, 1, 1024, 1024), 5, "weight", "fft"),  # 10.9 ms, oneDNN 41
+    ((1, 1, 1024, 1024), 3, "forward", "direct"),  # 7.5 ms by taps, oneDNN 33
+    ((4, 1, 512, 512), 7, "input", "fft"),  # 8.4 ms, col2im 28
+    ((1, 1, 96, 96, 96), 3, "weight", "fft"),  # 7.8 ms, oneDNN 49
+    ((1, 1, 262_144), 63, "forward", "direct"),  # 5.1 ms, oneDNN 97
+    ((1, 1, 262_144), 63, "weight", "native"),  # a signal's dK, kept: 9.6 ms, as the column matrix's 9.8
+]
+
+
+@pytest.mark.parametrize(("shape", "side", "grad", "expected"), TORCH_ONE_CHANNEL)
+def test_one_channel_layers_on_torch_leave_onednn_when_large(shape, side, grad, expected) -> None:
+    """On torch, one channel into one filter from 2^16 elements on: oneDNN no longer takes the forward
+    (nor dK in 2-D and 3-D), and the FFT's margin is relieved in 2-D and 3-D; small layers, signals'
+    dK and layers of more channels keep the rule as it was."""
+    from xpconv import _gradients
+    from xpconv._costs import DEFAULT_MODEL
+
+    ndim = len(shape) - 2
+    geometry = conv_geometry(shape, (1, 1, *(side,) * ndim), ndim=ndim, padding="same")
+    applicable = ("fft", "native", "dilate", "direct")
+    assert _gradients.rule_pick(grad, geometry, applicable, "torch", DEFAULT_MODEL) == expected
+    four = conv_geometry((shape[0], 4, *shape[2:]), (4, 4, *(side,) * ndim), ndim=ndim, padding="same")
+    assert _gradients.rule_pick(grad, four, applicable, "torch", DEFAULT_MODEL) == _rule_before(grad, four)
+
+
+def _rule_before(grad: str, geometry) -> str:
+    """torch's rule for layers the one-channel case leaves alone: xpconv's own pick, or oneDNN."""
+    from xpconv import _gradients, _native
+    from xpconv._costs import DEFAULT_MODEL
+
+    applicable = ["fft", "native", "dilate", "direct"]
+    own = _gradients._own_rule(grad, geometry, applicable, DEFAULT_MODEL)
+    advantage = _gradients.fft_advantage(geometry)
+    return "native" if _native.native_pays(geometry, grad, own, advantage, "torch") else own
 
 
 @pytest.mark.parametrize(("name", "grad", "expected"), CLEAR_WINNERS)

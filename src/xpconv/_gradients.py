@@ -56,7 +56,14 @@ from ._costs import DEFAULT_MODEL, CostModel, model_for, target_of
 from ._dask import over_dask_chunks
 from ._fft import FFTPlan, fft_backward, fft_forward, fft_input_grad, fft_weight_grad, spectrum_cost
 from ._geometry import ConvGeometry
-from ._native import native_forward, native_input_grad, native_obstacle, native_pays, native_weight_grad
+from ._native import (
+    native_forward,
+    native_input_grad,
+    native_obstacle,
+    native_pays,
+    native_weight_grad,
+    single_channel_is_large,
+)
 from ._slabs import column_bytes, forward_by_slabs, input_grad_by_slabs, slab_ranges, weight_grad_by_slabs
 from ._winograd import Tiling, winograd_correlate, winograd_weight_grad
 from .typing import Array, Method, Namespace
@@ -158,6 +165,16 @@ def fft_pays(geometry: ConvGeometry, grad: str, model: CostModel = DEFAULT_MODEL
 # FFT wherever the estimate said 0.53 or more (5x5: 1.1-1.8x), hence its own, larger relief.
 SINGLE_CHANNEL_RELIEF = 1.7
 SINGLE_CHANNEL_WEIGHT_RELIEF = 3.0
+# On torch tensors the same layers in two or three dimensions, from 2^16 elements on
+# (``_native.single_channel_is_large``, where oneDNN stops paying): the margin divided by this, for
+# every pass (signals keep the plain margin: 31 taps over 65,536 samples took twice as long by FFT as
+# by the column matrix). Fitted with the native rule's size on 1 and 4 images of 128^2-1024^2 (3x3-7x7),
+# signals of 16,384-262,144 samples (9-63 taps) and volumes of 32^3-96^3 (3^3, 5^3), 150 passes timed
+# with every method: the regret of the picks went from a median of 1.34, a 90th percentile of 3.65 and
+# a worst of 18.9 (63 taps over 262,144 samples by oneDNN) to 1.00 / 1.09 / 1.75 (a 1024^2 3x3 dK by
+# the column matrix, 19 ms against the FFT's 11); on 99 held-out passes from 1.57 / 4.08 / 5.3 to
+# 1.00 / 1.18 / 3.7 (a 4x4 filter's dK on 1400^2, estimated 0.35, by the column matrix).
+TORCH_SINGLE_CHANNEL_RELIEF = 4.0
 
 
 def _single_channel(geometry: ConvGeometry) -> bool:
@@ -237,6 +254,8 @@ def rule_pick(grad: str, geometry: ConvGeometry, applicable: tuple[str, ...], li
     if library == "other" and _single_channel(geometry):
         relief = SINGLE_CHANNEL_WEIGHT_RELIEF if grad == "weight" else SINGLE_CHANNEL_RELIEF
         model = replace(model, fft_margin=model.fft_margin / relief)
+    elif library == "torch" and _single_channel(geometry) and geometry.ndim > 1 and single_channel_is_large(geometry):
+        model = replace(model, fft_margin=model.fft_margin / TORCH_SINGLE_CHANNEL_RELIEF)
     own = _own_rule(grad, geometry, list(applicable), model)
     if "native" in applicable:
         advantage = fft_advantage(geometry, transform_weight=model.transform_weight)

@@ -32,6 +32,16 @@ TORCH_FEW_CHANNELS = 2
 # against 7.7 ms, 31x31 14 ms against 5.4 ms).
 TORCH_DEPTHWISE_FORWARD_WIDEST = 13
 TORCH_DEPTHWISE_INPUT_WIDEST = 21
+# Elements (batch times input size) from which one channel into one filter no longer goes to oneDNN
+# for its forward, nor for dK in two or three dimensions: its one-channel kernels fall off a cliff on
+# large inputs (a 3x3 forward on 1024x1024: 34 ms against 6 ms by xpconv's taps; 4x512x512 5x5: 49 ms
+# against 9 by FFT; 63 taps over 262,144 samples: 68 ms against 5; a 96^3 volume 3^3: 59 ms against 9).
+# Fitted with ``_gradients.TORCH_SINGLE_CHANNEL_RELIEF`` on 1 and 4 images of 128^2-1024^2 (3x3-7x7),
+# signals of 16,384-262,144 samples (9-63 taps) and volumes of 32^3-96^3: of the 70 passes this took
+# from oneDNN, it had been faster on 5, by at most 1.35x (4 images of 128^2, a 5x5 forward: 1.0 ms
+# against the FFT's 1.4), and up to 20x slower on the others. A signal's dK stays with it (63 taps
+# over 262,144 samples: 8.7 and 9.6 ms in two runs, the column matrix 28 and 9.8).
+TORCH_SINGLE_CHANNEL_NATIVE_BELOW = 2**16
 
 
 def native_obstacle(xp: Namespace, dtype: Any) -> str | None:
@@ -73,7 +83,9 @@ def native_pays(
       wide (its fast kernel ends at 13: 15x15, 252 ms against 14 ms) and dX from 31. The dX of a
       layer with one input channel (a convolution into one channel) stays xpconv's too: a strided
       80-filter bank on raw audio, 12 ms by col2im against 14 ms native; 64 filters of 31 taps at
-      stride 2, 7 ms against 19 ms; mnist's 5x5, 1.4 ms against 2.0 ms.
+      stride 2, 7 ms against 19 ms; mnist's 5x5, 1.4 ms against 2.0 ms. One channel into one
+      filter from :data:`TORCH_SINGLE_CHANNEL_NATIVE_BELOW` elements on: not the forward, nor dK in
+      2-D and 3-D (oneDNN's one-channel cliff: a 3x3 forward on 1024x1024, 33 ms against 7.5 ms).
     - JAX: XLA's CPU convolution beats the column matrix for kernels of more than one tap (3x3:
       26 ms against 116 ms) but loses to the FFT wherever xpconv's rule takes it (depthwise 7x7:
       78 ms against 429 ms), and to the plain matrix product on 1x1 kernels.
@@ -84,6 +96,9 @@ def native_pays(
     if library == "jax":
         return own != "fft" and math.prod(geometry.kernel_size) > 1
     one_channel = geometry.in_channels == 1
+    large_image = geometry.out_channels == 1 and single_channel_is_large(geometry)
+    if one_channel and large_image and (grad == "forward" or geometry.ndim > 1):
+        return False
     if own != "fft":
         return not (grad == "input" and one_channel)
     if geometry.groups > 1 and geometry.in_channels == geometry.groups:  # depthwise
@@ -94,6 +109,12 @@ def native_pays(
     if geometry.in_channels // geometry.groups <= TORCH_FEW_CHANNELS:
         return False
     return fft_advantage < threshold
+
+
+def single_channel_is_large(geometry: ConvGeometry) -> bool:
+    """Whether a layer (of one channel into one filter) holds :data:`TORCH_SINGLE_CHANNEL_NATIVE_BELOW`
+    elements or more: where torch's own convolution of it stops paying."""
+    return geometry.batch * math.prod(geometry.input_size) >= TORCH_SINGLE_CHANNEL_NATIVE_BELOW
 
 
 def _symmetric(geometry: ConvGeometry) -> tuple[list[int], tuple[tuple[int, int], ...]]:
