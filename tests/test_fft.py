@@ -191,6 +191,22 @@ def test_tap_spectra_by_the_fft_in_frequency_blocks(eager_xp, dtype, monkeypatch
     check(eager_xp, (3, 4, 12, 10), (6, 2, 5, 3), dtype, workspace_bytes=20_000, padding="same", groups=2)
 
 
+def test_dft_matrices_are_kept_up_to_a_byte_budget() -> None:
+    """The DFT matrices' cache drops the least recently used beyond its bytes, keeps at least the
+    newest, and hands back the array it keeps."""
+    made = []
+    cache = _fft._BytesBoundedCache(lambda size: made.append(size) or np.zeros(size, np.uint8), limit=100)
+    first = cache(40)
+    assert cache(40) is first and made == [40]
+    cache(50)
+    cache(40)  # now the most recently used
+    cache(30)  # 120 bytes: the 50 go
+    assert cache.nbytes() == 70 and cache(40) is first and made == [40, 50, 30]
+    cache(500)  # alone above the budget: kept, the others dropped
+    assert cache.nbytes() == 500
+    assert isinstance(_fft._dft_matrix, _fft._BytesBoundedCache) and _fft._dft_matrix.limit == _fft.DFT_CACHE_BYTES
+
+
 def test_a_long_fir_filter_takes_the_fft_for_its_taps(monkeypatch) -> None:
     """1,001 taps over 20,000 samples: the pruned DFT would be a 1,001 x 10,000 matrix (made and
     applied in 60 ms); the taps' FFT costs an FFT's. Chosen by the costs, and exact."""

@@ -28,6 +28,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -193,15 +195,49 @@ def inverse(spectra: Array, xp: Namespace, plan: FFTPlan) -> Array:
     return fft_functions(xp).ifftn(spectra, s=plan.lengths, axes=axes, norm=NORM)
 
 
-@functools.lru_cache(maxsize=256)
-def _dft_matrix(length: int, frequencies: int, positions: tuple[int, ...], inverse: bool, half: bool) -> np.ndarray:
+class _BytesBoundedCache:
+    """The most recently used NumPy arrays made by ``make``, up to ``limit`` bytes in all (at least
+    the newest is kept); safe to share between threads."""
+
+    def __init__(self, make: Callable[..., np.ndarray], limit: int) -> None:
+        self.make, self.limit = make, limit
+        self.arrays: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def __call__(self, *key: object) -> np.ndarray:
+        with self.lock:
+            if key in self.arrays:
+                self.arrays.move_to_end(key)
+                return self.arrays[key]
+        made = self.make(*key)
+        with self.lock:
+            self.arrays[key] = made
+            while len(self.arrays) > 1 and sum(a.nbytes for a in self.arrays.values()) > self.limit:
+                self.arrays.popitem(last=False)
+        return made
+
+    def nbytes(self) -> int:
+        with self.lock:
+            return sum(a.nbytes for a in self.arrays.values())
+
+
+# The DFT matrices kept for reuse (a model calls the same layers every step), in bytes: one can be
+# large (251 taps into 8,193 frequencies, an 80-filter bank over 16,000 samples: 33 MB), and a cache
+# bound by count, kept for every geometry seen, could hold gigabytes.
+DFT_CACHE_BYTES = 256 * 2**20
+
+
+def _make_dft_matrix(
+    length: int, frequencies: int, positions: tuple[int, ...], inverse: bool, half: bool
+) -> np.ndarray:
     """``exp(-2 pi i f p / L)`` for frequency rows ``f`` and position columns ``p``; for the inverse,
     the transposed ``exp(+2 pi i f p / L)`` (positions as rows), with the weights of a half spectrum
     when ``half`` (each frequency but 0 and ``L / 2`` stands for its conjugate too). Unscaled: the
     spectra they meet are the product of two :func:`spectrum` s, scaled by ``1 / L`` together.
 
-    Built once per length and positions in NumPy (complex128, the angles reduced modulo ``L`` in
-    integers) and handed to the arrays' library with ``asarray``: a constant, as Winograd's are."""
+    Built in NumPy (complex128, the angles reduced modulo ``L`` in integers), kept in
+    ``_dft_matrix``'s cache, and handed to the arrays' library with ``asarray``: a constant, as
+    Winograd's are."""
     f = np.arange(frequencies, dtype=np.int64)[:, None]
     p = np.asarray(positions, dtype=np.int64)[None, :] % length
     angles = (2 * np.pi / length) * ((f * p) % length)
@@ -209,6 +245,9 @@ def _dft_matrix(length: int, frequencies: int, positions: tuple[int, ...], inver
         return np.exp(-1j * angles)
     weights = np.where((f == 0) | (2 * f == length) | (not half), 1.0, 2.0)
     return np.ascontiguousarray((weights * np.exp(1j * angles)).T)
+
+
+_dft_matrix = _BytesBoundedCache(_make_dft_matrix, DFT_CACHE_BYTES)
 
 
 def _complex_dtype(xp: Namespace, dtype: object) -> object:
