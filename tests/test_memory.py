@@ -176,3 +176,37 @@ def test_slabs_count_the_pass_own_columns(monkeypatch: pytest.MonkeyPatch, metho
     dx = xpconv.conv_input_grad(dz, kernel, shape, stride=stride, method=method, workspace_bytes=2**20)
     assert bool(calls) == slabbed
     assert_close(dx, expected.dx, xp=NUMPY, what="dx")
+
+
+@pytest.mark.parametrize(
+    ("shape", "side", "slabbed"),
+    [((1, 1, 40, 36), 5, True), ((1, 1, 12, 11, 10), 3, True), ((1, 1, 1500), 31, False), ((1, 1, 8, 8), 3, False)],
+)
+def test_large_one_channel_dk_goes_by_slabs_on_the_cpu(monkeypatch, shape, side, slabbed) -> None:
+    """dK of one channel into one filter whose column matrix is above glibc's mmap limit (lowered
+    here to 8 KiB) goes by slabs of the first axis whatever the workspace, in 2-D and 3-D: signals
+    and small images keep their columns. The numbers are torch autograd's."""
+    from helpers import NUMPY, assert_close, explicit_pads, installed, loop_reference, torch_reference
+
+    from xpconv import _gradients
+
+    monkeypatch.setattr(_gradients, "GLIBC_MMAP_MAX", 8 * 2**10)
+    monkeypatch.setattr(_gradients, "CPU_ONE_CHANNEL_SLAB_BYTES", 4 * 2**10)
+    calls = []
+    by_slabs = _gradients.weight_grad_by_slabs
+    monkeypatch.setattr(
+        _gradients, "weight_grad_by_slabs", lambda *args, **kwargs: calls.append(1) or by_slabs(*args, **kwargs)
+    )
+    ndim = len(shape) - 2
+    kernel_shape = (1, 1, *(side,) * ndim)
+    rng = np.random.default_rng(sum(shape))
+    x, dz = rng.standard_normal(shape), rng.standard_normal(shape)
+    kernel = rng.standard_normal(kernel_shape)
+    pads = explicit_pads("same", shape[2:], kernel_shape[2:], (1,) * ndim, (1,) * ndim)
+    reference = torch_reference if installed("torch") else loop_reference
+    expected = reference(x, kernel, dz, stride=(1,) * ndim, pads=pads, dilation=(1,) * ndim, groups=1)
+    for method in ("direct", "dilate"):
+        calls.clear()
+        dkernel = xpconv.conv_weight_grad(dz, x, kernel_shape, padding="same", method=method)
+        assert bool(calls) == slabbed, method
+        assert_close(dkernel, expected.dkernel, xp=NUMPY, tol=1e-12, what=f"dkernel by {method}")
