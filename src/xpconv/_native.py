@@ -96,8 +96,8 @@ def native_pays(
     if library == "jax":
         return own != "fft" and math.prod(geometry.kernel_size) > 1
     one_channel = geometry.in_channels == 1
-    large_image = geometry.out_channels == 1 and single_channel_is_large(geometry)
-    if one_channel and large_image and (grad == "forward" or geometry.ndim > 1):
+    one_filter_large = geometry.out_channels == 1 and single_channel_is_large(geometry)
+    if one_channel and one_filter_large and (grad == "forward" or geometry.ndim > 1):
         return False
     if own != "fft":
         return not (grad == "input" and one_channel)
