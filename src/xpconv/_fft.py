@@ -478,18 +478,23 @@ def _stride_pad(groups: int, outer: int) -> int:
     return 1 if groups == 1 and outer >= 16 and outer % 16 == 0 else 0
 
 
+def _copied_in_order(a: Array, xp: Namespace) -> Array:
+    """A copy of ``a`` (a permuted view) laid out in its own axis order: the reshape to one axis is the
+    standard's way to such a copy. NumPy's matmul falls back to a slow loop on stacked matrices with
+    no unit stride (dK's products on a transposed view took 13 ms against 8.5 ms; the kernel
+    spectrum's matrix products on the permuted kernel 3x as long)."""
+    return xp.reshape(xp.reshape(a, (-1,)), a.shape)
+
+
 def _to_frequency_major(spectra: Array, xp: Namespace, groups: int, *, samples_last: bool = False) -> Array:
     """``(n, C, *freq)`` -> ``(*freq, groups, n, C // groups)`` (with ``samples_last``
     ``(*freq, groups, C // groups, n)``), the layout of the per-frequency products, copied in that
-    order: NumPy's matmul falls back to a slow loop on stacked matrices with no unit stride (the
-    reshape to one axis is the standard's way to such a copy; dK's products on a transposed view
-    took 13 ms against 8.5 ms)."""
+    order (:func:`_copied_in_order`)."""
     n, channels, *frequencies = spectra.shape
     ndim = len(frequencies)
     grouped = xp.reshape(spectra, (n, groups, channels // groups, *frequencies))
     order = (1, 2, 0) if samples_last else (1, 0, 2)
-    moved = xp.permute_dims(grouped, (*range(3, 3 + ndim), *order))
-    return xp.reshape(xp.reshape(moved, (-1,)), moved.shape)
+    return _copied_in_order(xp.permute_dims(grouped, (*range(3, 3 + ndim), *order)), xp)
 
 
 def _to_channels_first(spectra: Array, xp: Namespace) -> Array:
@@ -506,9 +511,7 @@ def _kernel_by_group(kernel: Array, xp: Namespace, geometry: ConvGeometry, *, sw
     filters, per_group = kernel.shape[0], kernel.shape[1]
     grouped = xp.reshape(kernel, (groups, filters // groups, per_group, *geometry.kernel_size))
     order = (0, 1, 2) if swap else (0, 2, 1)
-    moved = xp.permute_dims(grouped, (*range(3, 3 + ndim), *order))
-    # copied in this order: the spectrum's matrix products on the permuted view took 3x as long
-    return xp.reshape(xp.reshape(moved, (-1,)), moved.shape)
+    return _copied_in_order(xp.permute_dims(grouped, (*range(3, 3 + ndim), *order)), xp)
 
 
 def _dense_product(
