@@ -103,14 +103,14 @@ def test_regret_times_a_slow_first_call_again() -> None:
 
     timed = regret.time_methods(
         {
-            "fast": call("fast", lambda n: 0.002),
-            "warming": call("warming", lambda n: 0.05 if n == 1 else 0.003),
-            "slow": call("slow", lambda n: 0.05),
+            "fast": call("fast", lambda n: 0.001),
+            "warming": call("warming", lambda n: 0.2 if n == 1 else 0.002),
+            "slow": call("slow", lambda n: 0.2),
         },
         rounds=3,
     )
-    assert calls["slow"] == 2 and timed["slow"] >= 0.05
-    assert calls["warming"] > 2 and timed["warming"] < 0.05
+    assert calls["slow"] == 2 and timed["slow"] >= 0.2
+    assert calls["warming"] > 2 and timed["warming"] < 0.2
     assert calls["fast"] == calls["warming"] - 1
 
 

@@ -268,10 +268,10 @@ def test_one_channel_7x7_images_take_the_fft_on_numpy(size) -> None:
 TORCH_ONE_CHANNEL = [
     ((1, 1, 128, 128), 7, "forward", "native"),  # small, kept: oneDNN 0.45 ms, the FFT 0.70
     ((1, 1, 1024, 1024), 5, "forward", "fft"),  # 10.4 ms, oneDNN 35
-    ((1, 1, 1024, 1024), 5, "input", "fft"),  # 8.5 ms, the column matrix's col2im 11.6
+    ((1, 1, 1024, 1024), 5, "input", "fft"),  # 8.5 ms, the tutorial's "dilate" 11.6
     ((1, 1, 1024, 1024), 5, "weight", "fft"),  # 10.9 ms, oneDNN 41
     ((1, 1, 1024, 1024), 3, "forward", "direct"),  # 7.5 ms by taps, oneDNN 33
-    ((4, 1, 512, 512), 7, "input", "fft"),  # 8.4 ms, col2im 28
+    ((4, 1, 512, 512), 7, "input", "fft"),  # 8.4 ms, "dilate" 28
     ((1, 1, 96, 96, 96), 3, "weight", "fft"),  # 7.8 ms, oneDNN 49
     ((1, 1, 262_144), 63, "forward", "direct"),  # 5.1 ms, oneDNN 97
     ((1, 1, 262_144), 63, "weight", "native"),  # a signal's dK, kept: 9.6 ms, as the column matrix's 9.8
