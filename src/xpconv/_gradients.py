@@ -57,12 +57,13 @@ from ._dask import over_dask_chunks
 from ._fft import FFTPlan, fft_backward, fft_forward, fft_input_grad, fft_weight_grad, spectrum_cost
 from ._geometry import ConvGeometry
 from ._native import (
+    large_single_channel,
     native_forward,
     native_input_grad,
     native_obstacle,
     native_pays,
     native_weight_grad,
-    single_channel_is_large,
+    single_channel,
 )
 from ._slabs import column_bytes, forward_by_slabs, input_grad_by_slabs, slab_ranges, weight_grad_by_slabs
 from ._winograd import Tiling, winograd_correlate, winograd_weight_grad
@@ -166,7 +167,7 @@ def fft_pays(geometry: ConvGeometry, grad: str, model: CostModel = DEFAULT_MODEL
 SINGLE_CHANNEL_RELIEF = 1.7
 SINGLE_CHANNEL_WEIGHT_RELIEF = 3.0
 # On torch tensors the same layers in two or three dimensions, from 2^16 elements on
-# (``_native.single_channel_is_large``, where oneDNN stops paying): the margin divided by this, for
+# (``_native.large_single_channel``, where oneDNN stops paying): the margin divided by this, for
 # every pass (signals keep the plain margin: 31 taps over 65,536 samples took twice as long by FFT as
 # by the column matrix). Fitted with the native rule's size on 1 and 4 images of 128^2-1024^2 (3x3-7x7),
 # signals of 16,384-262,144 samples (9-63 taps) and volumes of 32^3-96^3 (3^3, 5^3), 150 passes timed
@@ -175,10 +176,6 @@ SINGLE_CHANNEL_WEIGHT_RELIEF = 3.0
 # the column matrix, 19 ms against the FFT's 11); on 99 held-out passes from 1.57 / 4.08 / 5.3 to
 # 1.00 / 1.18 / 3.7 (a 4x4 filter's dK on 1400^2, estimated 0.35, by the column matrix).
 TORCH_SINGLE_CHANNEL_RELIEF = 4.0
-
-
-def _single_channel(geometry: ConvGeometry) -> bool:
-    return geometry.in_channels == 1 and geometry.out_channels == 1
 
 
 def fft_advantage(
@@ -251,10 +248,10 @@ def _remembered_rule(
 def rule_pick(grad: str, geometry: ConvGeometry, applicable: tuple[str, ...], library: str, model: CostModel) -> str:
     """The method ``"auto"`` takes for a pass among ``applicable`` ones, without autotuning, on arrays
     of ``library`` (``"torch"``, ``"jax"`` or ``"other"``) with ``model``'s constants."""
-    if library == "other" and _single_channel(geometry):
+    if library == "other" and single_channel(geometry):
         relief = SINGLE_CHANNEL_WEIGHT_RELIEF if grad == "weight" else SINGLE_CHANNEL_RELIEF
         model = replace(model, fft_margin=model.fft_margin / relief)
-    elif library == "torch" and _single_channel(geometry) and geometry.ndim > 1 and single_channel_is_large(geometry):
+    elif library == "torch" and geometry.ndim > 1 and large_single_channel(geometry):
         model = replace(model, fft_margin=model.fft_margin / TORCH_SINGLE_CHANNEL_RELIEF)
     own = _own_rule(grad, geometry, list(applicable), model)
     if "native" in applicable:
@@ -349,7 +346,7 @@ def _slabs_of(
         return None
     rows = geometry.input_size[0] if kind == "input" else geometry.output_size[0]
     need = _sample_need(geometry, xp, like, kind, method)
-    one_channel_weight = kind == "weight" and _single_channel(geometry) and geometry.ndim > 1
+    one_channel_weight = kind == "weight" and single_channel(geometry) and geometry.ndim > 1
     if one_channel_weight and need > GLIBC_MMAP_MAX and on_cpu(like, xp):
         workspace = min(workspace, CPU_ONE_CHANNEL_SLAB_BYTES)
     return slab_ranges(geometry, workspace, rows, need)

@@ -96,8 +96,7 @@ def native_pays(
     if library == "jax":
         return own != "fft" and math.prod(geometry.kernel_size) > 1
     one_channel = geometry.in_channels == 1
-    one_filter_large = geometry.out_channels == 1 and single_channel_is_large(geometry)
-    if one_channel and one_filter_large and (grad == "forward" or geometry.ndim > 1):
+    if large_single_channel(geometry) and (grad == "forward" or geometry.ndim > 1):
         return False
     if own != "fft":
         return not (grad == "input" and one_channel)
@@ -111,10 +110,16 @@ def native_pays(
     return fft_advantage < threshold
 
 
-def single_channel_is_large(geometry: ConvGeometry) -> bool:
-    """Whether a layer (of one channel into one filter) holds :data:`TORCH_SINGLE_CHANNEL_NATIVE_BELOW`
-    elements or more: where torch's own convolution of it stops paying."""
-    return geometry.batch * math.prod(geometry.input_size) >= TORCH_SINGLE_CHANNEL_NATIVE_BELOW
+def single_channel(geometry: ConvGeometry) -> bool:
+    """One channel into one filter: an image, a signal, a volume."""
+    return geometry.in_channels == 1 and geometry.out_channels == 1
+
+
+def large_single_channel(geometry: ConvGeometry) -> bool:
+    """One channel into one filter, of :data:`TORCH_SINGLE_CHANNEL_NATIVE_BELOW` elements or more:
+    where torch's own convolution of it stops paying."""
+    elements = geometry.batch * math.prod(geometry.input_size)
+    return single_channel(geometry) and elements >= TORCH_SINGLE_CHANNEL_NATIVE_BELOW
 
 
 def _symmetric(geometry: ConvGeometry) -> tuple[list[int], tuple[tuple[int, int], ...]]:
